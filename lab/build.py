@@ -1,0 +1,259 @@
+"""Build and tear down a lab café from a scenario, and say what was built.
+
+Every namespace and process is written to the lab's state file *before* it
+is created, so ``down`` can always remove what ``up`` made, also after a
+crash half-way. Processes are stopped by their own PID, never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lab import netns as ns
+from lab.scenario import Scenario, Terminal, load_scenario
+
+__all__ = ["Lab", "LabError", "STATE_ROOT"]
+
+STATE_ROOT = Path(os.environ.get("CAFE_LAB_STATE", "/run/cafe-lab"))
+PROBE_IFACE = "eth0"
+PROBE_OUI = "00:1e:06"  # the probe's own NIC in the lab
+
+
+class LabError(RuntimeError):
+    """The lab could not be built, found or removed; the message says why."""
+
+
+class Lab:
+    """One running lab café, identified by a short id that prefixes its namespaces."""
+
+    def __init__(self, scenario: Scenario, lab_id: str = "cafe") -> None:
+        if not lab_id.isalnum() or len(lab_id) > 8:
+            raise LabError(f"lab id must be 1–8 letters or digits: {lab_id!r}")
+        self.scenario = scenario
+        self.id = lab_id
+        self.state_dir = STATE_ROOT / lab_id
+        self.terminals: list[Terminal] = scenario.build_terminals()
+        self._state: dict[str, Any] = {"id": lab_id, "scenario": str(scenario.source), "namespaces": [],
+                                       "processes": [], "loss_percent": scenario.switch.loss_percent}
+
+    # -- names -------------------------------------------------------------
+    def nsname(self, role: str) -> str:
+        return f"{self.id}-{role}"
+
+    @property
+    def probe_netns(self) -> str:
+        return self.nsname("probe")
+
+    @property
+    def probe_mac(self) -> str:
+        return f"{PROBE_OUI}:{self.scenario.terminals.seed % 256:02x}:00:01"
+
+    # -- lifecycle ---------------------------------------------------------
+    @classmethod
+    def attach(cls, lab_id: str = "cafe") -> "Lab":
+        """The lab that ``up`` left running under this id."""
+        state_file = STATE_ROOT / lab_id / "state.json"
+        try:
+            state = json.loads(state_file.read_text())
+        except FileNotFoundError:
+            raise LabError(f"no lab '{lab_id}' is up (no {state_file})") from None
+        lab = cls(load_scenario(state["scenario"]), lab_id)
+        lab._state = state
+        return lab
+
+    def up(self) -> "Lab":
+        """Build the café; on any failure or interrupt, remove whatever was made."""
+        if (self.state_dir / "state.json").exists():
+            raise LabError(f"lab '{self.id}' is already up; run 'cafe-lab down --id {self.id}' first")
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (it creates network namespaces)")
+        for tool in ("ip", "nft", "dnsmasq"):
+            if shutil.which(tool) is None:
+                raise LabError(f"'{tool}' is not installed (run the README's set-up)")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            self._save()
+            self._build()
+        except BaseException:
+            self.down()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return self
+
+    def down(self) -> None:
+        """Stop the lab's processes by PID, delete its namespaces, forget its state."""
+        for rec in reversed(self._state.get("processes", [])):
+            ns.stop(ns.ProcRecord(**rec))
+        names = [n for n in self._state.get("namespaces", []) if ns.netns_exists(n)]
+        ns.ip_batch((f"netns del {n}" for n in names), force=True)
+        leftover = [n for n in names if ns.netns_exists(n)]
+        if leftover:
+            raise LabError(f"could not delete namespaces: {' '.join(leftover[:5])}")
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Lab":
+        return self.up()
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # -- building ----------------------------------------------------------
+    def _save(self) -> None:
+        tmp = self.state_dir / "state.json.tmp"
+        tmp.write_text(json.dumps(self._state, indent=1))
+        tmp.replace(self.state_dir / "state.json")
+
+    def _add_namespaces(self, names: list[str]) -> None:
+        self._state["namespaces"].extend(names)
+        self._save()
+        ns.ip_batch(f"netns add {n}" for n in names)
+
+    def _build(self) -> None:
+        sc = self.scenario
+        sw, probe, rt, isp = (self.nsname(r) for r in ("sw", "probe", "rt", "isp"))
+        live = [t for t in self.terminals if t.power == "on"]
+        self._add_namespaces([sw, probe, rt, isp] + [self._tns(t) for t in live])
+        for name in (sw, probe, rt, isp):
+            with ns.inside(name):
+                ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+                ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+        with ns.inside(rt):
+            ns.sysctl("net.ipv4.ip_forward", 1)
+
+        prefix = sc.lan.subnet.prefixlen
+        switch = ["link add br0 type bridge", "link set br0 up",
+                  f"link add p-probe type veth peer name {PROBE_IFACE} address {self.probe_mac} netns {probe}",
+                  "link set p-probe master br0 up",
+                  f"link add p-rt type veth peer name lan0 address {sc.router_mac()} netns {rt}",
+                  "link set p-rt master br0 up"]
+        for t in live:
+            switch.append(f"link add t{t.number} type veth peer name eth0 address {t.mac} netns {self._tns(t)}")
+            switch.append(f"link set t{t.number} master br0 up")
+        ns.ip_batch(switch, netns=sw)
+        ns.ip_batch(["link set lo up", f"link set {PROBE_IFACE} up",
+                     f"addr add {sc.lan.probe}/{prefix} dev {PROBE_IFACE}"], netns=probe)
+        ns.ip_batch(["link set lo up", "link set lan0 up", f"addr add {sc.lan.router}/{prefix} dev lan0",
+                     f"link add wan0 type veth peer name isp0 netns {isp}", "link set wan0 up",
+                     f"addr add {sc.isp.router_wan}/{sc.isp.subnet.prefixlen} dev wan0",
+                     f"route add default via {sc.isp.gateway}"], netns=rt)
+        ns.ip_batch(["link set lo up", "link set isp0 up"]
+                    + [f"addr add {a}/{sc.isp.subnet.prefixlen} dev isp0" for a in [sc.isp.gateway, *sc.isp.hosts]],
+                    netns=isp)
+        ns.run_in(rt, ["nft", "-f", "-"], stdin=(
+            "table ip lab_nat {\n chain postrouting {\n  type nat hook postrouting priority 100;\n"
+            '  oifname "wan0" masquerade\n }\n}\n'))
+        self.set_loss(sc.switch.loss_percent)
+        self._start_dnsmasq(rt)
+        self._start_terminals(live)
+
+    def _tns(self, t: Terminal) -> str:
+        return self.nsname(f"t{t.number}")
+
+    def _start_dnsmasq(self, rt: str) -> None:
+        sc = self.scenario
+        lo, hi = sc.lan.dhcp_range
+        argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                "--port=0", "--interface=lan0", "--bind-interfaces", "--user=root", "--dhcp-authoritative",
+                f"--dhcp-range={lo},{hi},{sc.lan.subnet.netmask},12h",
+                f"--dhcp-option=option:router,{sc.lan.router}",
+                f"--dhcp-option=option:dns-server,{sc.lan.router}",
+                f"--dhcp-leasefile={self.state_dir / 'dnsmasq.leases'}",
+                f"--pid-file={self.state_dir / 'dnsmasq.pid'}",
+                f"--log-facility={self.state_dir / 'dnsmasq.log'}", "--log-dhcp"]
+        proc, rec = ns.spawn(rt, argv, "dnsmasq", self.state_dir / "dnsmasq.out")
+        self._record(rec)
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            raise LabError(f"dnsmasq exited: {(self.state_dir / 'dnsmasq.out').read_text()[-500:]}")
+
+    def _start_terminals(self, live: list[Terminal]) -> None:
+        sc = self.scenario
+        spec = {"terminals": [dict(netns=self._tns(t), number=t.number, name=t.name, address=str(t.address),
+                                   prefixlen=sc.lan.subnet.prefixlen, gateway=str(sc.lan.router), mac=t.mac,
+                                   netbios=t.netbios, icmp=t.icmp) for t in live]}
+        spec_path = self.state_dir / "terminals.json"
+        spec_path.write_text(json.dumps(spec))
+        # The daemon itself runs in the switch namespace: it enters each terminal's namespace to work.
+        proc, rec = ns.spawn(self.nsname("sw"), [sys.executable, "-m", "lab.terminals", str(spec_path)],
+                             "terminals", self.state_dir / "terminals.log", stdout=subprocess.PIPE,
+                             cwd=str(Path(__file__).resolve().parent.parent))
+        self._record(rec)
+        line = proc.stdout.readline().decode() if proc.stdout else ""
+        if not line.startswith("ready"):
+            raise LabError("terminal daemon failed: " + (self.state_dir / "terminals.log").read_text()[-800:])
+
+    def _record(self, rec: ns.ProcRecord) -> None:
+        self._state["processes"].append(rec.to_json())
+        self._save()
+
+    # -- while up ----------------------------------------------------------
+    def set_loss(self, percent: float) -> None:
+        """Drop this share of the frames the switch forwards, at random (no netem in this kernel)."""
+        if not 0 <= percent < 100:
+            raise LabError(f"loss must be 0 ≤ p < 100, got {percent}")
+        rules = "flush ruleset\n"
+        if percent > 0:
+            # Per output port, so a flooded broadcast is lost on some ports and not others.
+            rules += ("table bridge lab_loss {\n chain forward {\n  type filter hook forward priority 0;\n"
+                      f"  numgen random mod 10000 < {round(percent * 100)} drop\n }}\n}}\n")
+        ns.run_in(self.nsname("sw"), ["nft", "-f", "-"], stdin=rules)
+        self._state["loss_percent"] = percent
+        self._save()
+
+    def exec_argv(self, argv: list[str]) -> list[str]:
+        """A command line that runs ``argv`` in the probe's namespace (venv tools found by name)."""
+        venv_bin = Path(sys.executable).parent
+        if argv and "/" not in argv[0] and (venv_bin / argv[0]).exists():
+            argv = [str(venv_bin / argv[0]), *argv[1:]]
+        return ["ip", "netns", "exec", self.probe_netns, *argv]
+
+    def truth(self) -> dict[str, Any]:
+        """The ground truth of what was built, as JSON-ready data."""
+        sc = self.scenario
+        return {
+            "scenario": sc.name,
+            "lab_id": self.id,
+            "profile": str(sc.profile_path),
+            "loss_percent": self._state.get("loss_percent", sc.switch.loss_percent),
+            "probe": {"netns": self.probe_netns, "interface": PROBE_IFACE, "address": str(sc.lan.probe),
+                      "prefixlen": sc.lan.subnet.prefixlen, "mac": self.probe_mac},
+            "lan": {"subnet": str(sc.lan.subnet),
+                    "router": {"address": str(sc.lan.router), "mac": sc.router_mac()},
+                    "dhcp_range": [str(a) for a in sc.lan.dhcp_range]},
+            "isp": {"subnet": str(sc.isp.subnet), "router_wan": str(sc.isp.router_wan),
+                    "hosts": [str(h) for h in sc.isp.hosts]},
+            "terminals": [{**t.model_dump(mode="json"), "mismatch": t.mismatch} for t in self.terminals],
+            "live_hosts": [{"address": str(sc.lan.router), "mac": sc.router_mac(), "role": "router"}]
+                          + [{"address": str(t.address), "mac": t.mac, "role": "terminal", "number": t.number}
+                             for t in self.terminals if t.power == "on"],
+        }
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def running(scenario: str | Scenario, lab_id: str = "cafe", loss: float | None = None) -> Iterator[Lab]:
+    """A lab that is up for the block and torn down after it, whatever happens."""
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    if loss is not None:
+        sc.switch.loss_percent = loss
+    lab = Lab(sc, lab_id)
+    lab.up()
+    try:
+        yield lab
+    finally:
+        lab.down()

@@ -1,0 +1,89 @@
+"""``cafe-lab``: bring a simulated café up, show its ground truth, run commands in it, take it down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from lab.build import Lab, LabError
+from lab.scenario import ScenarioError, load_scenario, scenario_names
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="模拟网吧实验环境（网络命名空间）/ A simulated café in network namespaces.")
+
+LabId = Annotated[str, typer.Option("--id", help="实验环境编号 / lab id (prefixes its namespaces)")]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"cafe-lab: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command("list")
+def list_scenarios() -> None:
+    """列出内置场景 / List the shipped scenarios."""
+    for name in scenario_names():
+        sc = load_scenario(name)
+        typer.echo(f"{name:8} {sc.description}")
+
+
+@app.command()
+def up(scenario: Annotated[str, typer.Argument(help="场景名或文件 / scenario name or file")],
+       lab_id: LabId = "cafe",
+       loss: Annotated[Optional[float], typer.Option(help="交换机随机丢帧百分比 / switch frame loss, percent")] = None,
+       ) -> None:
+    """搭建场景 / Build the café of a scenario and leave it running."""
+    try:
+        sc = load_scenario(scenario)
+        if loss is not None:
+            sc.switch.loss_percent = loss
+        lab = Lab(sc, lab_id)
+        typer.echo(f"搭建中 / building '{sc.name}' ({len(lab.terminals)} terminals) as lab '{lab_id}' …", err=True)
+        lab.up()
+    except (LabError, ScenarioError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; everything built so far was removed")
+    typer.echo(f"就绪 / up: probe namespace {lab.probe_netns}, interface eth0; 'cafe-lab down --id {lab_id}' removes it")
+
+
+@app.command()
+def down(lab_id: LabId = "cafe") -> None:
+    """拆除场景 / Remove a lab: its processes (by PID) and namespaces."""
+    try:
+        Lab.attach(lab_id).down()
+    except LabError as exc:
+        _fail(str(exc))
+    typer.echo(f"已拆除 / lab '{lab_id}' removed")
+
+
+@app.command()
+def truth(lab_id: LabId = "cafe") -> None:
+    """输出真实情况（JSON）/ Print the ground truth of a running lab as JSON."""
+    try:
+        data = Lab.attach(lab_id).truth()
+    except LabError as exc:
+        _fail(str(exc))
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=1)
+    sys.stdout.write("\n")
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(ctx: typer.Context, lab_id: LabId = "cafe") -> None:
+    """在探针命名空间中运行命令 / Run a command in the probe's namespace: cafe-lab exec -- CMD ..."""
+    if not ctx.args:
+        _fail("no command given: cafe-lab exec -- CMD ...")
+    try:
+        argv = Lab.attach(lab_id).exec_argv(list(ctx.args))
+    except LabError as exc:
+        _fail(str(exc))
+    raise typer.Exit(subprocess.call(argv))
+
+
+if __name__ == "__main__":
+    app()

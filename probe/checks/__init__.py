@@ -1,0 +1,20 @@
+"""Checks: one module per check ID, each a pure function ``check(CheckContext) -> Verdict``.
+
+A module declares ``CHECK_ID`` and ``check``; the words, thresholds and legal
+basis sit in rules/. The ruleset loader refuses to run when this list and the
+catalogue disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from probe.checks import ip_map, terminal_count
+from probe.checks.context import CheckContext
+from probe.findings import Verdict
+
+__all__ = ["CHECKS", "CheckContext"]
+
+_MODULES = (ip_map, terminal_count)
+
+CHECKS: dict[str, Callable[[CheckContext], Verdict]] = {m.CHECK_ID: m.check for m in _MODULES}

@@ -1,0 +1,90 @@
+"""What every check receives: the observations, the profile, its thresholds, and the live-host inventory.
+
+The inventory is derived once, purely, from the observations: which live
+hosts are the café's infrastructure, which are terminals, and each
+terminal's name and machine number. Checks share it instead of each
+re-deriving it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from ipaddress import IPv4Address
+from typing import Any, Literal
+
+from probe.observations import Observations
+from probe.profile import VenueProfile
+
+__all__ = ["CheckContext", "LiveHost"]
+
+
+@dataclass(frozen=True)
+class LiveHost:
+    """A host that answered ARP, with what is known about it."""
+
+    address: IPv4Address
+    mac: str
+    vendor: str | None
+    name: str | None
+    name_source: Literal["netbios", "dhcp"] | None
+    number: int | None
+    number_source: Literal["mac_table", "name"] | None
+
+    def brief(self) -> dict[str, Any]:
+        return {"address": str(self.address), "mac": self.mac, "name": self.name}
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """Inputs of one check: pure data, no handles."""
+
+    observations: Observations
+    profile: VenueProfile
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def infrastructure_addresses(self) -> frozenset[IPv4Address]:
+        """Registered non-terminal addresses: gateways, DHCP and servers, and the probe itself."""
+        p = self.profile
+        servers = p.servers
+        addrs = {*p.network.gateways, *p.network.dhcp_servers, self.observations.run.probe.address}
+        addrs.update(s.address for s in servers.billing)
+        addrs.update(s.address for s in servers.audit)
+        addrs.update(s.address for s in servers.log_sources)
+        addrs.update(s.address for s in servers.snmp)
+        return frozenset(addrs)
+
+    @cached_property
+    def live_hosts(self) -> list[LiveHost]:
+        """Every (address, MAC) that answered the sweep, named and numbered where possible."""
+        obs, profile = self.observations, self.profile
+        netbios = {}
+        for answer in obs.netbios.answers:
+            name = answer.machine_name
+            if name:
+                netbios[(answer.address, answer.mac)] = name
+        dhcp = {}
+        for seen in sorted(obs.dhcp_hostnames, key=lambda d: d.time):
+            dhcp[seen.mac] = seen.hostname  # the latest name a MAC announced
+        mac_table = profile.terminals.mac_table
+        hosts = []
+        for h in obs.arp.hosts:
+            name, source = netbios.get((h.address, h.mac)), "netbios"
+            if name is None and h.mac in dhcp:
+                name, source = dhcp[h.mac], "dhcp"
+            number, number_source = None, None
+            if h.mac in mac_table:
+                number, number_source = mac_table[h.mac], "mac_table"
+            elif name is not None and (n := profile.machine_number(name)) is not None:
+                number, number_source = n, "name"
+            hosts.append(LiveHost(address=h.address, mac=h.mac, vendor=h.vendor, name=name,
+                                  name_source=source if name else None, number=number,
+                                  number_source=number_source))
+        return hosts
+
+    @cached_property
+    def terminals(self) -> list[LiveHost]:
+        """Live hosts that are not registered infrastructure: the café's terminals, as far as is known."""
+        infra = self.infrastructure_addresses
+        return [h for h in self.live_hosts if h.address not in infra]

@@ -1,0 +1,56 @@
+"""Terminal output: the findings table, Chinese first with English beneath."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from probe.findings import Finding, Status
+
+__all__ = ["findings_table", "STATUS_LABEL"]
+
+STATUS_LABEL = {
+    Status.PASS: ("[green]通过[/]", "pass"),
+    Status.FAIL: ("[bold red]不合格[/]", "fail"),
+    Status.INCONCLUSIVE: ("[yellow]无法判定[/]", "inconclusive"),
+    Status.NOT_APPLICABLE: ("[dim]不适用[/]", "n/a"),
+    Status.MANUAL: ("[cyan]人工核查[/]", "manual"),
+}
+
+
+def findings_table(findings: list[Finding], title: str) -> Table:
+    """One row per finding: item, status, summary; both languages in each cell."""
+    table = Table(title=title, show_lines=True, expand=True)
+    table.add_column("检查项 / Check", ratio=3)
+    table.add_column("结果 / Status", ratio=1, no_wrap=True)
+    table.add_column("摘要 / Summary", ratio=7)
+    for f in findings:
+        zh, en = STATUS_LABEL[f.status]
+        table.add_row(f"{f.check_id}\n{f.title_zh}\n[dim]{f.title_en}[/]", f"{zh}\n[dim]{en}[/]",
+                      f"{f.summary_zh}\n[dim]{f.summary_en}[/]" + _detail(f))
+    return table
+
+
+def _detail(f: Finding) -> str:
+    """A few evidence lines an officer needs at once (the rest is in findings.json)."""
+    ev = f.evidence
+    lines = []
+    if f.check_id == "IP-MAP":
+        for m in ev.get("mismatches", [])[:12]:
+            lines.append(f"  #{m['number']} {m['name'] or ''} @ {m['address']} ≠ {m['expected_address']} ({m['mac']})")
+        if len(ev.get("mismatches", [])) > 12:
+            lines.append(f"  … +{len(ev['mismatches']) - 12}")
+        if ev.get("unidentified"):
+            shown = ", ".join(f"{u['address']}{'(' + u['name'] + ')' if u.get('name') else ''}"
+                              for u in ev["unidentified"][:8])
+            more = f" … +{len(ev['unidentified']) - 8}" if len(ev["unidentified"]) > 8 else ""
+            lines.append(f"  未识别 unidentified: {shown}{more}")
+        if ev.get("sample"):
+            shown = ", ".join(f"#{s['number']}@{s['address']}" if s.get("number") is not None else s["address"]
+                              for s in ev["sample"])
+            lines.append(f"  请现场核对 confirm on site: {shown}")
+    return ("\n" + "\n".join(lines)) if lines else ""
+
+
+def print_findings(console: Console, findings: list[Finding], title: str) -> None:
+    console.print(findings_table(findings, title))

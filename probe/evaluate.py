@@ -1,0 +1,55 @@
+"""From observations to findings: run every catalogue entry against one run's observations.
+
+Pure: the same observations, profile and ruleset give the same findings,
+which is what ``cafe-probe evaluate`` relies on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from probe.checks import CHECKS, CheckContext
+from probe.findings import Finding, Status, Verdict
+from probe.observations import Observations
+from probe.profile import VenueProfile
+from probe.rules import Ruleset
+
+__all__ = ["evaluate", "findings_document", "FINDINGS_SCHEMA"]
+
+FINDINGS_SCHEMA = "cafe-probe.findings/1"
+
+
+def evaluate(obs: Observations, profile: VenueProfile, ruleset: Ruleset) -> list[Finding]:
+    """Findings for every catalogue entry, in catalogue order."""
+    ruleset.require_modules(set(CHECKS))
+    on = obs.run.started_at.date()  # local date: started_at carries the venue's offset
+    base = CheckContext(observations=obs, profile=profile)
+    findings = []
+    for check_id, rule in ruleset.checks.items():
+        if rule.kind == "manual":
+            verdict = Verdict(status=Status.MANUAL, reason="manual",
+                              values={"live_terminals": len(base.terminals)})
+        elif rule.pending:
+            verdict = Verdict(status=Status.MANUAL, reason="pending")
+        else:
+            ctx = CheckContext(observations=obs, profile=profile, thresholds=dict(rule.thresholds))
+            verdict = CHECKS[check_id](ctx)
+        findings.append(ruleset.render(check_id, verdict, on))
+    return findings
+
+
+def findings_document(obs: Observations, findings: list[Finding], ruleset: Ruleset) -> dict[str, Any]:
+    """The findings.json content: the findings plus what identifies the run and the rules."""
+    counts = Counter(f.status.value for f in findings)
+    return {
+        "schema_version": FINDINGS_SCHEMA,
+        "run_id": obs.run.run_id,
+        "venue_id": obs.run.venue_id,
+        "started_at": obs.run.started_at.isoformat(),
+        "finished_at": obs.run.finished_at.isoformat(),
+        "complete": obs.run.complete,
+        "ruleset": {"version": ruleset.version, "sha256": ruleset.sha256},
+        "counts": {s.value: counts.get(s.value, 0) for s in Status},
+        "findings": [f.model_dump(mode="json") for f in findings],
+    }

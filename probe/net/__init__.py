@@ -1,0 +1,1 @@
+"""Collectors: the only code that touches the network; each returns typed observations."""

@@ -1,0 +1,171 @@
+"""The probe's one raw link: an AF_PACKET socket on the café interface for the whole run.
+
+Every frame the probe sends goes out through ``RawLink.send`` and every frame
+the interface delivers comes in on a single receiver thread; both are written
+to the run's pcap. Collectors subscribe to incoming frames and parse them by
+slicing (a dissection per frame in Python would not keep up with a sweep).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from scapy.utils import RawPcapWriter
+
+__all__ = ["RawLink", "Frame", "FrameHandler", "mac_str", "LinkError", "Udp", "parse_udp"]
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+RCVBUF = 8 * 1024 * 1024
+
+
+class LinkError(OSError):
+    """The interface could not be opened for raw frames."""
+
+
+class Frame:
+    """One received frame with its receive time (seconds since the link opened)."""
+
+    __slots__ = ("data", "time", "outgoing")
+
+    def __init__(self, data: bytes, time_: float, outgoing: bool) -> None:
+        self.data = data
+        self.time = time_
+        self.outgoing = outgoing
+
+
+FrameHandler = Callable[[Frame], None]
+
+
+def mac_str(raw: bytes) -> str:
+    """Six bytes as a lowercase colon-separated MAC."""
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+class Udp:
+    """The addressing of an Ethernet/IPv4/UDP frame and its payload."""
+
+    __slots__ = ("eth_src", "src", "dst", "sport", "dport", "payload")
+
+    def __init__(self, eth_src: bytes, src: int, dst: int, sport: int, dport: int, payload: bytes) -> None:
+        self.eth_src, self.src, self.dst = eth_src, src, dst
+        self.sport, self.dport, self.payload = sport, dport, payload
+
+
+def parse_udp(data: bytes) -> Udp | None:
+    """Slice an untagged Ethernet/IPv4/UDP frame (unfragmented); None for anything else."""
+    if len(data) < 42 or data[12:14] != b"\x08\x00" or data[14] >> 4 != 4:
+        return None
+    ihl = (data[14] & 0x0F) * 4
+    flags_frag = struct.unpack_from("!H", data, 20)[0]
+    if ihl < 20 or data[23] != 17 or flags_frag & 0x1FFF or len(data) < 14 + ihl + 8:
+        return None
+    sport, dport, length = struct.unpack_from("!HHH", data, 14 + ihl)
+    start = 14 + ihl + 8
+    return Udp(data[6:12], int.from_bytes(data[26:30], "big"), int.from_bytes(data[30:34], "big"),
+               sport, dport, data[start:start + max(0, length - 8)])
+
+
+class RawLink:
+    """Send and receive raw Ethernet frames on one interface, recording all of them."""
+
+    def __init__(self, iface: str, pcap_path: Path | None = None) -> None:
+        try:
+            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        except PermissionError:
+            raise LinkError("需要 root 或 CAP_NET_RAW 权限 / raw sockets need root or CAP_NET_RAW") from None
+        try:
+            self._sock.bind((iface, 0))
+        except OSError as exc:
+            self._sock.close()
+            raise LinkError(f"无法打开接口 {iface} / cannot open interface {iface}: {exc.strerror}") from None
+        try:
+            # A sweep's replies arrive in a burst; a small buffer would drop them silently.
+            self._sock.setsockopt(socket.SOL_SOCKET, 33, RCVBUF)  # SO_RCVBUFFORCE
+        except OSError:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        self._sock.settimeout(0.05)
+        self.iface = iface
+        self.mac: bytes = self._sock.getsockname()[4][:6]
+        self.started = time.monotonic()
+        self._wall0 = time.time()
+        self._handlers: list[FrameHandler] = []
+        self._lock = threading.Lock()
+        self._pcap = RawPcapWriter(str(pcap_path), linktype=1, sync=False) if pcap_path else None
+        self.sent = 0
+        self.received = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, name=f"rx-{iface}", daemon=True)
+        self._thread.start()
+
+    # -- public ------------------------------------------------------------
+    def now(self) -> float:
+        """Seconds since the link opened (the clock of every observation)."""
+        return time.monotonic() - self.started
+
+    def send(self, frame: bytes) -> None:
+        """Send one frame and record it."""
+        self._sock.send(frame)
+        self.sent += 1
+        self._record(frame, time.time())
+
+    def subscribe(self, handler: FrameHandler) -> Callable[[], None]:
+        """Call ``handler`` for every frame from now on; returns the unsubscribe function."""
+        with self._lock:
+            self._handlers = [*self._handlers, handler]
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._handlers = [h for h in self._handlers if h is not handler]
+
+        return unsubscribe
+
+    def close(self) -> None:
+        """Stop receiving, flush the capture, close the socket."""
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+        if self._pcap is not None:
+            with self._lock:
+                self._pcap.close()
+                self._pcap = None
+
+    def __enter__(self) -> "RawLink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------
+    def _record(self, frame: bytes, wall: float) -> None:
+        if self._pcap is None:
+            return
+        sec = int(wall)
+        with self._lock:
+            if self._pcap is not None:
+                self._pcap.write_packet(frame, sec=sec, usec=int((wall - sec) * 1e6))
+
+    def _receive(self) -> None:
+        recv = self._sock.recvfrom
+        while not self._stop.is_set():
+            try:
+                data, addr = recv(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            self.received += 1
+            self._record(data, time.time())
+            frame = Frame(data, time.monotonic() - self.started, addr[2] == PACKET_OUTGOING)
+            for handler in self._handlers:
+                try:
+                    handler(frame)
+                except Exception:  # noqa: BLE001 - one collector's bug must not stop the capture
+                    pass

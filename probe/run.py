@@ -1,0 +1,170 @@
+"""One inspection run: refuse early with a reason, or collect, evaluate and write the outputs.
+
+Everything that can make a run refuse (profile, rules, interface, address,
+subnet size) is checked in :func:`prepare`, before a single frame is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import IPv4Interface
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from probe import __version__
+from probe.checks import CHECKS
+from probe.evaluate import evaluate, findings_document
+from probe.findings import Finding
+from probe.iface import Interface, InterfaceError, inspect_interface
+from probe.net import arp, netbios
+from probe.net.dhcp import DhcpHostnameListener
+from probe.net.link import LinkError, RawLink
+from probe.observations import NetbiosSurvey, Observations, ProbeInfo, RunInfo
+from probe.profile import ProfileError, VenueProfile, load_profile
+from probe.rules import Ruleset, RulesError, load_ruleset
+
+__all__ = ["RunOptions", "RunRefused", "Prepared", "prepare", "execute", "write_json", "DEFAULT_TZ",
+           "MAX_PREFIX"]
+
+DEFAULT_TZ = "Asia/Shanghai"
+MAX_PREFIX = 20  # a /20 (4,094 hosts) is the largest café LAN swept without --allow-large
+
+
+class RunRefused(Exception):
+    """The run cannot start; the message is one line saying why (Chinese / English)."""
+
+
+@dataclass
+class RunOptions:
+    """What the officer or the autorun asked for."""
+
+    profile: Path
+    iface: str | None
+    out: Path
+    allow_large: bool = False
+    rate: float = 1000.0
+    retries: int = 5
+    names: bool = True
+    timezone: str = DEFAULT_TZ
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, validated."""
+
+    profile: VenueProfile
+    profile_sha256: str
+    ruleset: Ruleset
+    interface: Interface
+    probe_address: IPv4Interface
+    tz: ZoneInfo
+
+
+def prepare(opts: RunOptions) -> Prepared:
+    """Validate inputs and the interface; raise RunRefused with one line on the first problem."""
+    if not opts.iface:
+        raise RunRefused("必须用 --iface 指定接口 / an interface must be given with --iface")
+    try:
+        profile = load_profile(opts.profile)
+    except ProfileError as exc:
+        first = exc.problems[0] if exc.problems else str(exc)
+        more = f" (+{len(exc.problems) - 1} more; see 'cafe-probe check-profile')" if len(exc.problems) > 1 else ""
+        raise RunRefused(f"场所档案无效 / bad profile: {first}{more}") from None
+    try:
+        ruleset = load_ruleset()
+        ruleset.require_modules(set(CHECKS))
+    except RulesError as exc:
+        raise RunRefused(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}") from None
+    try:
+        tz = ZoneInfo(opts.timezone)
+    except Exception:  # noqa: BLE001 - any unknown zone name is the same user error
+        raise RunRefused(f"未知时区 / unknown time zone: {opts.timezone}") from None
+    try:
+        iface = inspect_interface(opts.iface)
+    except InterfaceError as exc:
+        raise RunRefused(str(exc)) from None
+    if not iface.usable:
+        raise RunRefused(f"接口 {iface.name} 未启用或未接网线 / interface {iface.name} is down or has no carrier "
+                         f"(state {iface.operstate})")
+    subnets = profile.network.subnets
+    large = [str(s) for s in subnets if s.prefixlen < MAX_PREFIX]
+    if large and not opts.allow_large:
+        raise RunRefused(f"网段过大 / subnet larger than /{MAX_PREFIX}: {', '.join(large)}; "
+                         "add --allow-large if this café really is that big")
+    address = _probe_address(profile, iface)
+    return Prepared(profile=profile, profile_sha256=hashlib.sha256(opts.profile.read_bytes()).hexdigest(),
+                    ruleset=ruleset, interface=iface, probe_address=address, tz=tz)
+
+
+def _probe_address(profile: VenueProfile, iface: Interface) -> IPv4Interface:
+    """The address the probe speaks from: the profile's, else the interface's own inside the café LAN."""
+    if profile.network.probe_address is not None:
+        return profile.network.probe_address
+    if not iface.addresses:
+        raise RunRefused(f"接口 {iface.name} 没有 IPv4 地址，档案也未设 network.probe_address / interface "
+                         f"{iface.name} has no IPv4 address and the profile sets no network.probe_address")
+    inside = [a for a in iface.addresses if any(a.ip in s for s in profile.network.subnets)]
+    if not inside:
+        raise RunRefused(f"接口地址 {', '.join(map(str, iface.addresses))} 不在档案网段内 / the interface's "
+                         f"address is outside the profile's subnets; set network.probe_address")
+    return inside[0]
+
+
+@dataclass
+class Progress:
+    """Callbacks the CLI uses to show a long run; all optional."""
+
+    stage: Callable[[str], None] = lambda name: None
+    sweep: arp.SweepProgress | None = None
+    names: Callable[[int, int, int], None] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) -> tuple[Observations, list[Finding]]:
+    """Collect, evaluate, write observations.json, findings.json and capture.pcap into opts.out."""
+    progress = progress or Progress()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(prep.tz)
+    pcap = opts.out / "capture.pcap"
+    try:
+        link = RawLink(prep.interface.name, pcap)
+    except LinkError as exc:
+        raise RunRefused(str(exc)) from None
+    with link:
+        passive = arp.PassiveArpListener(link)
+        dhcp_names = DhcpHostnameListener(link)
+        progress.stage("arp")
+        sweep = arp.sweep(link, prep.profile.network.subnets, prep.probe_address.ip, rate=opts.rate,
+                          retries=opts.retries, progress=progress.sweep)
+        survey = NetbiosSurvey()
+        if opts.names:
+            progress.stage("netbios")
+            survey = netbios.survey(link, [(h.address, h.mac) for h in sweep.hosts], prep.probe_address.ip,
+                                    progress=progress.names)
+        passive_arp = passive.stop()
+        dhcp_seen = dhcp_names.stop()
+    obs = Observations(
+        run=RunInfo(run_id=str(uuid.uuid4()), tool_version=__version__, started_at=started,
+                    finished_at=datetime.now(prep.tz), timezone=str(prep.tz.key), profile_sha256=prep.profile_sha256,
+                    venue_id=prep.profile.venue.id, sample_seed=secrets.randbits(63),
+                    probe=ProbeInfo(interface=prep.interface.name, mac=prep.interface.mac,
+                                    address=prep.probe_address.ip, prefixlen=prep.probe_address.network.prefixlen),
+                    capture_file=pcap.name),
+        arp=sweep, passive_arp=passive_arp, netbios=survey, dhcp_hostnames=dhcp_seen)
+    findings = evaluate(obs, prep.profile, prep.ruleset)
+    write_json(opts.out / "observations.json", obs.model_dump(mode="json"))
+    write_json(opts.out / "findings.json", findings_document(obs, findings, prep.ruleset))
+    return obs, findings
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write JSON atomically: a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(path)
