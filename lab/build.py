@@ -203,14 +203,33 @@ class Lab:
         """Drop this share of the frames the switch forwards, at random (no netem in this kernel)."""
         if not 0 <= percent < 100:
             raise LabError(f"loss must be 0 ≤ p < 100, got {percent}")
-        rules = "flush ruleset\n"
-        if percent > 0:
-            # Per output port, so a flooded broadcast is lost on some ports and not others.
-            rules += ("table bridge lab_loss {\n chain forward {\n  type filter hook forward priority 0;\n"
-                      f"  numgen random mod 10000 < {round(percent * 100)} drop\n }}\n}}\n")
-        ns.run_in(self.nsname("sw"), ["nft", "-f", "-"], stdin=rules)
+        ns.run_in(self.nsname("sw"), ["nft", "-f", "-"], stdin=self._switch_rules(percent))
         self._state["loss_percent"] = percent
         self._save()
+
+    def _switch_rules(self, loss_percent: float) -> str:
+        """The switch's nftables: ARP-request delivery like a NIC's, then random loss.
+
+        A real switch floods every ARP request to every port, and each PC's
+        own kernel drops the ones for other addresses. Here 1,000 such PCs
+        share two cores, and that flood alone (1,000 copies of each request)
+        would make every tool look slow; so a terminal's port only gets the
+        requests for its own address. The probe's and the routers' ports still
+        get every broadcast, so nothing the probe can see changes.
+        """
+        owners = ", ".join(f'"t{t.number}" . {t.address}' for t in self.terminals if t.power == "on")
+        rules = "flush ruleset\n"
+        if owners:
+            rules += ("table bridge lab_arp {\n"
+                      f" set owners {{ type ifname . ipv4_addr; elements = {{ {owners} }} }}\n"
+                      " chain forward {\n  type filter hook forward priority -10;\n"
+                      '  ether type arp arp operation request oifname "t*" oifname . arp daddr ip != @owners drop\n'
+                      " }\n}\n")
+        if loss_percent > 0:
+            # Per output port, so a flooded broadcast is lost on some ports and not others.
+            rules += ("table bridge lab_loss {\n chain forward {\n  type filter hook forward priority 0;\n"
+                      f"  numgen random mod 10000 < {round(loss_percent * 100)} drop\n }}\n}}\n")
+        return rules
 
     def exec_argv(self, argv: list[str]) -> list[str]:
         """A command line that runs ``argv`` in the probe's namespace (venv tools found by name)."""

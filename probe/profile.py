@@ -391,17 +391,24 @@ class Network(_Model):
     @classmethod
     def _no_overlap(cls, subnets: list[IPv4Network]) -> list[IPv4Network]:
         items: list[tuple[tuple[str | int, ...], str, str]] = []
-        for j, later in enumerate(subnets):
-            for i in range(j):
-                if subnets[i].overlaps(later):
-                    items.append(
-                        (
-                            (j,),
-                            f"与 subnets[{i}]（{subnets[i]}）重叠",
-                            f"{later} overlaps subnets[{i}] ({subnets[i]})",
-                        )
+        # Sorted by start, a network overlaps an earlier one exactly when it
+        # starts before the furthest end seen so far: O(n log n), not O(n²).
+        order = sorted(range(len(subnets)), key=lambda k: (subnets[k].network_address, k))
+        reach: int | None = None  # index of the network reaching furthest so far
+        for k in order:
+            here = subnets[k]
+            if reach is not None and here.network_address <= subnets[reach].broadcast_address:
+                i, j = sorted((reach, k))
+                items.append(
+                    (
+                        (j,),
+                        f"与 subnets[{i}]（{subnets[i]}）重叠",
+                        f"{subnets[j]} overlaps subnets[{i}] ({subnets[i]})",
                     )
-                    break
+                )
+            if reach is None or here.broadcast_address > subnets[reach].broadcast_address:
+                reach = k
+        items.sort(key=lambda item: item[0])
         if items:
             raise _problems(items)
         return subnets
@@ -776,12 +783,13 @@ class VenueProfile(_Model):
             if last is None or last not in home or (
                 home.prefixlen <= 30 and last == home.broadcast_address
             ):
+                shown = last if last is not None else "255.255.255.255 之后 / beyond 255.255.255.255"
                 warnings.append(
                     _line(
                         ("terminals", "first_address"),
-                        f"按编号规则第 {count} 号机的地址（{last}）超出网段 {home}",
-                        f"by the numbering scheme machine {count} would get {last}, "
-                        f"outside {home}",
+                        f"按编号规则第 {count} 号机的地址（{shown}）超出网段 {home} 的可用地址",
+                        f"by the numbering scheme machine {count} would get {shown}, "
+                        f"not a usable address of {home}",
                     )
                 )
         self._warnings = warnings

@@ -314,6 +314,15 @@ def test_overlapping_subnets(staged: Path) -> None:
     assert "重叠" in line and "overlaps subnets[0] (198.18.10.0/24)" in line
 
 
+def test_subnets_nested_in_one_big_subnet_are_each_named(staged: Path) -> None:
+    data = valid_dict()
+    data["network"]["subnets"] = ["198.18.10.0/24", "198.18.0.0/16", "198.18.20.0/24", "198.18.10.0/24"]
+    problems = problems_of(staged, data)
+    assert "overlaps subnets[0]" in one_line_starting(problems, "network.subnets[1]: ")
+    assert "overlaps subnets[1]" in one_line_starting(problems, "network.subnets[2]: ")
+    one_line_starting(problems, "network.subnets[3]: ")
+
+
 def test_bad_address_and_interface(staged: Path) -> None:
     data = valid_dict()
     data["network"]["gateways"] = ["198.18.10.256"]
@@ -427,6 +436,8 @@ def test_secret_that_is_a_directory(staged: Path) -> None:
 def test_absolute_secret_path_is_allowed(staged: Path) -> None:
     data = valid_dict()
     data["servers"]["log_sources"][0]["password_file"] = str(staged / "secrets" / "log5.pass")
+    data["servers"]["log_sources"][1]["key_file"] = str(staged / "secrets" / "log6.key")
+    data["servers"]["snmp"] = []
     elsewhere = staged / "profiles"
     elsewhere.mkdir()
     profile = load_profile(write_profile(elsewhere, data))
@@ -854,6 +865,8 @@ def test_fuzz_mutated_valid_profile(fuzz_dir: Path, data: st.DataObject) -> None
             parent[path[-1]]
         except (KeyError, IndexError, TypeError):
             continue  # an earlier mutation removed or replaced it
+        if not isinstance(parent, (dict, list)):
+            continue  # replaced by a scalar that happens to be indexable
         if data.draw(st.booleans()):
             del parent[path[-1]]
         else:
