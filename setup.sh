@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Set up cafe-probe on Debian 12 as root, then run the demo or the tests.
+#
+#   bash setup.sh demo [SCENARIO]   install, then run the probe in the lab café (default: messy)
+#   bash setup.sh test [PYTEST ARGS]  install, then run the whole test suite
+#   bash setup.sh install            install only
+#
+# Installs the Debian packages the lab and the probe use, a virtualenv in
+# .venv with the project and its Python dependencies. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(
+  iproute2        # ip netns, veth, bridge: the lab café
+  nftables        # lab: NAT on the router, frame loss on the switch
+  dnsmasq-base    # lab: the café router's real DHCP server
+  arp-scan nmap   # peers measured by bench/discovery.py
+  tcpdump         # reading capture.pcap
+  ieee-data       # MAC vendor names (OUI registry)
+  python3 python3-venv python3-pip
+  ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (the lab creates network namespaces; packages are installed with apt-get)" >&2
+  exit 2
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup.sh: $PYTHON is older than 3.11" >&2
+  exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "== python venv .venv"
+  "$PYTHON" -m venv .venv
+fi
+echo "== pip install -e .[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+what=${1:-install}
+[ $# -gt 0 ] && shift
+case "$what" in
+  demo)    exec .venv/bin/cafe-lab demo "${1:-messy}" ;;
+  test)    exec .venv/bin/python -m pytest "$@" ;;
+  install) echo "== installed: .venv/bin/cafe-probe, .venv/bin/cafe-lab" ;;
+  *)       echo "setup.sh: unknown action '$what' (demo | test | install)" >&2; exit 2 ;;
+esac
