@@ -130,7 +130,7 @@ def sweep(
     min_wait: float = 0.05,
     max_wait: float = 0.5,
     loss_floor: float = 0.05,
-    accepted_misses: float = 0.01,
+    accepted_misses: float = 0.001,
     progress: SweepProgress | None = None,
 ) -> ArpSweep:
     """Find every host on ``subnets`` that answers ARP.

@@ -97,6 +97,8 @@ class RawLink:
         self._handlers: list[FrameHandler] = []
         self._lock = threading.Lock()
         self._pcap = RawPcapWriter(str(pcap_path), linktype=1, sync=False) if pcap_path else None
+        if self._pcap is not None:
+            self._pcap.write_header(None)  # also a run that saw nothing leaves a readable pcap
         self.sent = 0
         self.received = 0
         self._stop = threading.Event()

@@ -1,0 +1,61 @@
+"""Shared fixtures. Lab tests build cafés in namespaces they own and always remove them."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def _lab_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    for tool in ("ip", "nft", "dnsmasq"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (run setup.sh)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = _lab_unavailable()
+    if reason:
+        for item in items:
+            if "lab" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def new_lab_id(prefix: str) -> str:
+    """A lab id no other test or demo uses (namespaces are named after it)."""
+    return prefix + secrets.token_hex(3)
+
+
+def probe_cmd(lab, *args: str) -> subprocess.CompletedProcess:
+    """Run ``cafe-probe ARGS`` inside the lab's probe namespace."""
+    return subprocess.run(lab.exec_argv(["cafe-probe", *args]), capture_output=True, text=True, timeout=300)
+
+
+def run_probe(lab, out: Path, *extra: str) -> dict:
+    """A full probe run in the lab; returns findings, observations and the process result."""
+    truth = lab.truth()
+    proc = probe_cmd(lab, "run", "--profile", truth["profile"], "--iface", truth["probe"]["interface"],
+                     "--out", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return {
+        "proc": proc,
+        "truth": truth,
+        "findings": json.loads((out / "findings.json").read_text()),
+        "observations": json.loads((out / "observations.json").read_text()),
+    }
+
+
+def finding(doc: dict, check_id: str) -> dict:
+    return next(f for f in doc["findings"] if f["check_id"] == check_id)
