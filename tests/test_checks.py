@@ -1,0 +1,111 @@
+"""IP-MAP and TERMINAL-COUNT as pure functions, on observations built by hand."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from ipaddress import IPv4Address, IPv4Network
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from probe.checks import CHECKS, CheckContext
+from probe.evaluate import evaluate
+from probe.findings import Status
+from probe.observations import (ArpHost, ArpSweep, DhcpHostname, NetbiosAnswer, NetbiosName, NetbiosSurvey,
+                                Observations, ProbeInfo, RunInfo)
+from probe.profile import parse_profile
+from probe.rules import load_ruleset
+
+PROFILE = """
+venue: {id: T-1, name: 测试网吧, licensed_terminals: 4}
+network: {subnets: [198.18.40.0/22], gateways: [198.18.43.254], dhcp_servers: [198.18.43.254]}
+terminals: {hostname_pattern: '^pc(?P<number>\\d+)$', first_address: 198.18.40.21,
+            mac_table: {'02:00:00:00:00:99': 3}}
+"""
+
+
+def _obs(hosts: list[tuple[str, str, str | None]], dhcp: list[tuple[str, str]] = ()) -> Observations:
+    """hosts: (address, mac, NetBIOS name or None)."""
+    tz = ZoneInfo("Asia/Shanghai")
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=tz)
+    return Observations(
+        run=RunInfo(run_id="r", tool_version="t", started_at=now, finished_at=now, timezone="Asia/Shanghai",
+                    profile_sha256="0" * 64, venue_id="T-1", sample_seed=7,
+                    probe=ProbeInfo(interface="eth0", mac="02:00:00:00:00:fe", address=IPv4Address("198.18.43.253"),
+                                    prefixlen=22)),
+        arp=ArpSweep(subnets=[IPv4Network("198.18.40.0/22")], targets=1021, rate_pps=1000, rounds=[], seconds=1,
+                     hosts=[ArpHost(address=IPv4Address(a), mac=m, rtt_ms=1, answered_in_round=1)
+                            for a, m, _ in hosts]),
+        netbios=NetbiosSurvey(queried=len(hosts), answers=[
+            NetbiosAnswer(address=IPv4Address(a), mac=m, names=[NetbiosName(name=n, suffix=0, group=False)])
+            for a, m, n in hosts if n]),
+        dhcp_hostnames=[DhcpHostname(time=1.0, mac=m, hostname=n) for m, n in dhcp],
+    )
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    return parse_profile(PROFILE, tmp_path_factory.mktemp("p"))
+
+
+def _run(check_id, obs, profile, **thresholds):
+    return CHECKS[check_id](CheckContext(observations=obs, profile=profile, thresholds=thresholds))
+
+
+def test_ip_map_offset_numbering_across_octets_and_sources(profile):
+    obs = _obs([
+        ("198.18.43.254", "02:00:00:00:00:01", None),     # gateway: not a terminal
+        ("198.18.40.21", "02:00:00:00:00:02", "PC1"),     # number 1, upper-case NetBIOS name
+        ("198.18.40.23", "02:00:00:00:00:99", None),      # number 3 from the MAC table
+        ("198.18.41.20", "02:00:00:00:00:03", None),      # 256 from DHCP name: expected 198.18.41.20
+        ("198.18.40.30", "02:00:00:00:00:04", "pc2"),     # number 2 belongs at .22: mismatch
+    ], dhcp=[("02:00:00:00:00:03", "pc256")])
+    v = _run("IP-MAP", obs, profile, sample_size=2, min_identified_share=0.5)
+    assert v.status is Status.FAIL and v.reason == "mismatches"
+    assert v.evidence["mismatches"] == [{"number": 2, "address": "198.18.40.30", "expected_address": "198.18.40.22",
+                                         "mac": "02:00:00:00:00:04", "name": "pc2", "number_from": "name"}]
+    assert v.evidence["checked"] == 4 and v.evidence["unidentified"] == []
+    assert len(v.evidence["sample"]) == 2 and v.evidence["sample_seed"] == 7
+
+
+def test_ip_map_never_passes_undecided(profile):
+    nobody = _run("IP-MAP", _obs([("198.18.43.254", "02:00:00:00:00:01", None)]), profile)
+    assert nobody.status is Status.INCONCLUSIVE and nobody.reason == "no_terminals"
+    nameless = _run("IP-MAP", _obs([("198.18.40.40", "02:00:00:00:00:05", None)]), profile)
+    assert nameless.status is Status.INCONCLUSIVE and nameless.reason == "none_identified"
+    few = _run("IP-MAP", _obs([("198.18.40.21", "02:00:00:00:00:02", "PC1")]
+                              + [(f"198.18.40.{50 + i}", f"02:00:00:00:01:{i:02x}", "KTV") for i in range(3)]),
+               profile, min_identified_share=0.5)
+    assert few.status is Status.INCONCLUSIVE and few.reason == "too_few_identified"
+
+
+def test_ip_map_sample_is_reproducible(profile):
+    obs = _obs([(f"198.18.40.{20 + n}", f"02:00:00:00:02:{n:02x}", f"PC{n}") for n in range(1, 30)])
+    a = _run("IP-MAP", obs, profile, sample_size=3)
+    b = _run("IP-MAP", obs, profile, sample_size=3)
+    assert a.status is Status.PASS and a.evidence["sample"] == b.evidence["sample"]
+    assert len(a.evidence["sample"]) == 3
+
+
+def test_terminal_count(profile):
+    named = [(f"198.18.40.{20 + n}", f"02:00:00:00:03:{n:02x}", f"PC{n}") for n in range(1, 6)]
+    over = _run("TERMINAL-COUNT", _obs(named), profile)
+    assert over.status is Status.FAIL and over.evidence["seen"] == 5 and over.evidence["licensed"] == 4
+    unclear = _run("TERMINAL-COUNT", _obs(named[:3] + [("198.18.40.99", "02:00:00:00:04:01", None),
+                                                       ("198.18.40.98", "02:00:00:00:04:02", None)]), profile)
+    assert unclear.status is Status.INCONCLUSIVE
+    fewer = _run("TERMINAL-COUNT", _obs(named[:2]), profile)
+    assert fewer.status is Status.PASS and fewer.reason == "below_licence"
+    none = _run("TERMINAL-COUNT", _obs([]), profile)
+    assert none.status is Status.INCONCLUSIVE
+
+
+def test_evaluate_covers_the_catalogue_with_words_and_law(profile):
+    findings = evaluate(_obs([("198.18.40.21", "02:00:00:00:00:02", "PC1")]), profile, load_ruleset())
+    ids = [f.check_id for f in findings]
+    assert ids[:2] == ["IP-MAP", "TERMINAL-COUNT"] and len(ids) == len(set(ids)) >= 11
+    for f in findings:
+        assert f.summary_zh and f.summary_en and f.title_zh
+        if f.status in (Status.PASS, Status.FAIL):
+            assert f.legal_basis
+    assert all(f.status is Status.MANUAL for f in findings if f.check_id not in CHECKS)
