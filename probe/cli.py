@@ -22,6 +22,8 @@ from probe.run import DEFAULT_TZ, Progress as RunProgress, RunOptions, RunRefuse
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="网吧现场检查探针 / Internet-café inspection probe. 先读 README / see README.md.")
 out = Console()
+if not out.is_terminal:  # logs and pipes: wide enough that Chinese summaries are not cut
+    out = Console(width=120)
 err = Console(stderr=True)
 
 EXIT_REFUSED = 2

@@ -22,7 +22,7 @@ def findings_table(findings: list[Finding], title: str) -> Table:
     """One row per finding: item, status, summary; both languages in each cell."""
     table = Table(title=title, show_lines=True, expand=True)
     table.add_column("检查项 / Check", ratio=3)
-    table.add_column("结果 / Status", ratio=1, no_wrap=True)
+    table.add_column("结果 / Status", min_width=12, no_wrap=True)
     table.add_column("摘要 / Summary", ratio=7)
     for f in findings:
         zh, en = STATUS_LABEL[f.status]
@@ -53,4 +53,11 @@ def _detail(f: Finding) -> str:
 
 
 def print_findings(console: Console, findings: list[Finding], title: str) -> None:
-    console.print(findings_table(findings, title))
+    """The measured findings as a table, then the items left to the officers in a short list."""
+    measured = [f for f in findings if f.status is not Status.MANUAL]
+    manual = [f for f in findings if f.status is Status.MANUAL]
+    console.print(findings_table(measured, title))
+    if manual:
+        console.print("[cyan]人工核查项 / items for the officers to check by hand:[/]")
+        for f in manual:
+            console.print(f"  {f.check_id:17} {f.title_zh} [dim]· {f.summary_zh}[/]", highlight=False)
