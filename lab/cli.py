@@ -112,9 +112,10 @@ def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name
                               "--iface", truth["probe"]["interface"], "--out", os.path.abspath(out)])
         typer.echo(f"== 运行 running: cafe-lab exec -- {' '.join(argv[4:])}", err=True)
         code = subprocess.call(argv)
-        mism = sorted(t["number"] for t in truth["terminals"] if t["mismatch"] and t["power"] == "on")
-        typer.echo(f"== 真实情况 ground truth: {len(truth['live_hosts'])} live hosts; "
-                   f"machines on a wrong address: {mism}", err=True)
+        wrong = [t for t in truth["terminals"] if t["mismatch"] and t["power"] == "on"]
+        typer.echo(f"== 真实情况 ground truth: {len(truth['live_hosts'])} live hosts; machines on a wrong address: "
+                   f"{[t['number'] for t in wrong]} (sharing no name, so unidentifiable: "
+                   f"{[t['number'] for t in wrong if not t['netbios']]})", err=True)
     except KeyboardInterrupt:
         code = 130
     finally:

@@ -25,6 +25,8 @@ out = Console()
 if not out.is_terminal:  # logs and pipes: wide enough that Chinese summaries are not cut
     out = Console(width=120)
 err = Console(stderr=True)
+if not err.is_terminal:
+    err = Console(stderr=True, width=120)
 
 EXIT_REFUSED = 2
 
