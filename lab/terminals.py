@@ -20,7 +20,6 @@ import socket
 import struct
 import sys
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 
 from pyroute2 import IPRoute
 
