@@ -24,6 +24,23 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _build(scenario: str, lab_id: str, loss: float | None = None) -> Lab:
+    """Build a lab, or exit with one line saying why (nothing is left behind either way)."""
+    try:
+        sc = load_scenario(scenario)
+        if loss is not None:
+            sc.switch.loss_percent = loss
+        lab = Lab(sc, lab_id)
+        typer.echo(f"== 搭建 building '{sc.name}' ({len(lab.terminals)} terminals) as lab '{lab_id}': "
+                   f"{sc.description}", err=True)
+        return lab.up()
+    except (LabError, ScenarioError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; everything built so far was removed")
+    raise AssertionError("unreachable")
+
+
 @app.command("list")
 def list_scenarios() -> None:
     """列出内置场景 / List the shipped scenarios."""
@@ -38,17 +55,7 @@ def up(scenario: Annotated[str, typer.Argument(help="场景名或文件 / scenar
        loss: Annotated[Optional[float], typer.Option(help="交换机随机丢帧百分比 / switch frame loss, percent")] = None,
        ) -> None:
     """搭建场景 / Build the café of a scenario and leave it running."""
-    try:
-        sc = load_scenario(scenario)
-        if loss is not None:
-            sc.switch.loss_percent = loss
-        lab = Lab(sc, lab_id)
-        typer.echo(f"搭建中 / building '{sc.name}' ({len(lab.terminals)} terminals) as lab '{lab_id}' …", err=True)
-        lab.up()
-    except (LabError, ScenarioError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted; everything built so far was removed")
+    lab = _build(scenario, lab_id, loss)
     typer.echo(f"就绪 / up: probe namespace {lab.probe_netns}, interface eth0; 'cafe-lab down --id {lab_id}' removes it")
 
 
@@ -97,15 +104,7 @@ def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name
     if stale is not None:  # a demo interrupted by power loss or kill -9 left its lab behind
         typer.echo("清理上次未拆除的演示环境 / removing the lab an earlier demo left behind", err=True)
         stale.down()
-    try:
-        sc = load_scenario(scenario)
-        lab = Lab(sc, lab_id)
-        typer.echo(f"== 搭建 building '{sc.name}': {sc.description}", err=True)
-        lab.up()
-    except (LabError, ScenarioError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted; everything built so far was removed")
+    lab = _build(scenario, lab_id)
     try:
         truth = lab.truth()
         argv = lab.exec_argv(["cafe-probe", "run", "--profile", truth["profile"],

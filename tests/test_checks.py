@@ -48,7 +48,9 @@ def profile(tmp_path_factory):
     return parse_profile(PROFILE, tmp_path_factory.mktemp("p"))
 
 
-def _run(check_id, obs, profile, **thresholds):
+def _run(check_id, obs, profile, **overrides):
+    """Run one check with the shipped ruleset's thresholds, some overridden."""
+    thresholds = {**load_ruleset().checks[check_id].thresholds, **overrides}
     return CHECKS[check_id](CheckContext(observations=obs, profile=profile, thresholds=thresholds))
 
 

@@ -45,7 +45,7 @@ def check(ctx: CheckContext) -> Verdict:
                                "expected_address": str(expected) if expected else None,
                                "mac": h.mac, "name": h.name, "number_from": h.number_source})
     seed = ctx.observations.run.sample_seed
-    sample = draw_sample(identified or terminals, int(ctx.thresholds.get("sample_size", 2)), seed)
+    sample = draw_sample(identified or terminals, int(ctx.thresholds["sample_size"]), seed)
     claimed = Counter(h.number for h in identified)
     evidence = {
         "mismatches": sorted(mismatches, key=lambda m: (m["number"], m["address"])),
@@ -57,7 +57,7 @@ def check(ctx: CheckContext) -> Verdict:
         "sample_seed": seed,
         "observations": ["arp.hosts", "netbios.answers", "dhcp_hostnames"],
     }
-    min_share = float(ctx.thresholds.get("min_identified_share", 0.5))
+    min_share = float(ctx.thresholds["min_identified_share"])
     if not terminals:
         return Verdict(status=Status.INCONCLUSIVE, reason="no_terminals", evidence=evidence)
     if mismatches:
