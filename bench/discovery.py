@@ -47,6 +47,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from lab.build import Lab, LabError, running  # noqa: E402
+from probe.home import ProbeHome  # noqa: E402
 
 IFACE = "eth0"
 RSS_TARGET_MB = 150.0
@@ -306,7 +307,10 @@ def measure_run_memory(lab: Lab, truth: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         out_dir = Path(tmp) / "out"
         time_file = Path(tmp) / "time.txt"
-        inner = [probe_cmd, "run", "--profile", truth["profile"], "--iface", IFACE, "--out", str(out_dir)]
+        home = Path(tmp) / "probe-home"  # a throw-away signing key: the run signs and queues its report
+        ProbeHome(home).keygen("bench-probe")
+        inner = [probe_cmd, "run", "--profile", truth["profile"], "--iface", IFACE, "--out", str(out_dir),
+                 "--home", str(home)]
         if gnu_time:
             inner = [gnu_time, "-v", "-o", str(time_file), *inner]
         argv = lab.exec_argv(inner)

@@ -13,6 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from probe import __version__
 from probe.display import print_findings
+from probe.home import HomeError, ProbeHome, default_home
+from probe.keys import KeyFileError, load_public_key, public_line
+from probe.outbox import Outbox
+from probe.report import ReportError, verify_report_file
+from probe.sender import SendResult, send_outbox
 from probe.evaluate import evaluate as evaluate_findings
 from probe.observations import Observations
 from probe.profile import ProfileError, load_profile
@@ -29,10 +34,13 @@ if not err.is_terminal:
     err = Console(stderr=True, width=120)
 
 EXIT_REFUSED = 2
+HomeOption = Annotated[Optional[Path], typer.Option(
+    "--home", envvar="CAFE_PROBE_HOME",
+    help="探针目录：密钥、检查设备、发件箱（默认 /var/lib/cafe-probe）/ probe home: keys, pinned device, outbox")]
 
 
 def _refuse(message: str) -> None:
-    err.print(f"cafe-probe: {message}", markup=False, highlight=False)
+    err.print(f"cafe-probe: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_REFUSED)
 
 
@@ -46,14 +54,24 @@ def run(
     retries: Annotated[int, typer.Option(help="未应答地址的重问次数 / times a silent address is asked again")] = 5,
     no_names: Annotated[bool, typer.Option("--no-names", help="不查询 NetBIOS 名称 / skip NetBIOS name queries")] = False,
     timezone: Annotated[str, typer.Option(help="场所时区 / venue time zone")] = DEFAULT_TZ,
+    home: HomeOption = None,
+    task: Annotated[Optional[str], typer.Option(help="检查任务编号 / inspection task number")] = None,
+    inspector: Annotated[Optional[list[str]], typer.Option(help="检查人员执法证号，可重复 / inspector badge number "
+                                                                "(repeat for each)")] = None,
+    send: Annotated[bool, typer.Option("--send", help="运行后把报告发送到检查设备 / send the report to the "
+                                                       "inspector device afterwards")] = False,
 ) -> None:
-    """完整检查：扫描、判定、输出 / Full run: sweep, judge, write findings.json, observations.json, capture.pcap."""
+    """完整检查：扫描、判定、签名、入发件箱 / Full run: sweep, judge, sign; writes findings.json, observations.json,
+    capture.pcap and report.dsse.json, and queues the report in the outbox."""
     if not 1 <= rate <= 20000:
         _refuse("--rate 须在 1–20000 之间 / --rate must be within 1–20000")
     if not 0 <= retries <= 20:
         _refuse("--retries 须在 0–20 之间 / --retries must be within 0–20")
     opts = RunOptions(profile=profile, iface=iface, out=out_dir, allow_large=allow_large, rate=rate,
-                      retries=retries, names=not no_names, timezone=timezone)
+                      retries=retries, names=not no_names, timezone=timezone, home=_home(home).root,
+                      task_id=task, inspectors=inspector or [])
+    if send:
+        _agent(_home(home))  # refuse before sweeping, not after, when no device is pinned
     try:
         prep = prepare(opts)
     except RunRefused as exc:
@@ -82,7 +100,10 @@ def run(
               f"({sum(r.asked for r in sweep.rounds)} requests, {len(sweep.rounds)} rounds); "
               f"NetBIOS {len(obs.netbios.answers)}/{obs.netbios.queried}")
     print_findings(out, findings, f"{prep.profile.venue.name} · {obs.run.started_at.isoformat(timespec='seconds')}")
-    out.print(f"输出 output: {out_dir}/findings.json, observations.json, capture.pcap", highlight=False)
+    out.print(f"输出 output: {out_dir}/findings.json, observations.json, capture.pcap, report.dsse.json "
+              f"(已签名、已入发件箱 / signed, queued in the outbox)", highlight=False)
+    if send:
+        _send_and_print(_home(home))
 
 
 @app.command()
@@ -125,11 +146,123 @@ def check_profile(profile: Annotated[Path, typer.Argument(help="场所档案 YAM
         prof = load_profile(profile)
     except ProfileError as exc:
         for line in exc.problems or [str(exc)]:
-            err.print(line, markup=False, highlight=False)
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_REFUSED)
     for warning in prof.warnings:
-        err.print(f"注意 warning: {warning}", markup=False, highlight=False)
+        err.print(f"注意 warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"档案有效 / profile OK: {prof.venue.id} {prof.venue.name}", highlight=False)
+
+
+def _home(path: Optional[Path]) -> ProbeHome:
+    return ProbeHome(path or default_home())
+
+
+def _agent(home: ProbeHome):
+    try:
+        return home.agent()
+    except HomeError as exc:
+        _refuse(str(exc))
+
+
+@app.command()
+def keygen(
+    home: HomeOption = None,
+    probe_id: Annotated[Optional[str], typer.Option(help="探针编号（默认主机名）/ probe id (default: host name)")] = None,
+) -> None:
+    """生成探针签名密钥对（私钥 0600，不显示）/ Make the probe's Ed25519 key pair (private key 0600, never printed)."""
+    h = _home(home)
+    try:
+        ident = h.keygen(probe_id)
+    except HomeError as exc:
+        _refuse(str(exc))
+    out.print(f"探针 probe: {ident.probe_id}\n密钥编号 key id: {ident.key_id}\n公钥 public key: "
+              f"{public_line(ident.public_key)}\n公钥文件 public key file (enroll this at the inspector device): "
+              f"{h.public_key_path}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("pin-agent")
+def pin_agent(
+    url: Annotated[str, typer.Option(help="检查设备地址，例如 http://192.168.7.1:8765 / inspector device URL")],
+    pubkey: Annotated[str, typer.Option(help="检查设备公钥文件或 ed25519:… 字符串 / the device's public key file "
+                                             "or its ed25519:… line ('cafe-agent key' prints it)")],
+    home: HomeOption = None,
+) -> None:
+    """记录检查设备地址并固定其回执公钥 / Pin the inspector device: its URL and receipt key."""
+    text = pubkey
+    if not pubkey.startswith("ed25519:"):
+        try:
+            text = public_line(load_public_key(Path(pubkey)))
+        except KeyFileError as exc:
+            _refuse(str(exc))
+    try:
+        agent = _home(home).pin_agent(url, text)
+    except HomeError as exc:
+        _refuse(str(exc))
+    out.print(f"检查设备 agent: {agent.url} · 密钥编号 key id {agent.key_id}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def verify(
+    report: Annotated[Path, typer.Argument(help="report.dsse.json")],
+    pubkey: Annotated[Path, typer.Option(help="探针公钥文件 / the probe's public key file")],
+) -> None:
+    """离线验证报告：签名、类型、格式、旁边证据文件的 SHA-256 / Verify a report offline: signature, payload type,
+    schema, and the SHA-256 of each evidence file beside it."""
+    try:
+        key = load_public_key(pubkey)
+        verified, evidence = verify_report_file(report, key)
+    except (KeyFileError, ReportError) as exc:
+        err.print(f"验证失败 / NOT VERIFIED: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    p = verified.payload
+    out.print(f"验证通过 / VERIFIED: report {p.report_id} · venue {p.venue.id} {p.venue.name} · "
+              f"{p.started_at.isoformat(timespec='seconds')} · probe {p.probe.id} key {verified.key_id[:16]}… · "
+              f"sha256 {verified.sha256}", highlight=False, markup=False, soft_wrap=True)
+    out.print(f"证据文件相符 / evidence matched: {', '.join(evidence.matched) or '-'}"
+              + (f"; 不在旁边 / not present: {', '.join(evidence.absent)}" if evidence.absent else ""),
+              highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_result(result: SendResult) -> None:
+    mark = {"sent": "已送达 sent", "recovered": "已恢复 recovered"}.get(result.outcome, f"未送达 {result.outcome}")
+    err.print(f"{result.report_id} {mark}: {result.detail}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _send_and_print(home: ProbeHome, attempts: int = 5) -> None:
+    agent = _agent(home)
+    results = send_outbox(Outbox(home.outbox_path), agent, attempts=attempts, on_result=_print_result)
+    failed = [r for r in results if r.outcome not in ("sent", "recovered")]
+    if not results:
+        err.print("发件箱为空 / nothing to send", markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        err.print(f"{len(failed)} 份报告仍在发件箱，稍后再试 / {len(failed)} report(s) stay in the outbox; "
+                  "run 'cafe-probe send' again later", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+
+
+@app.command()
+def send(
+    home: HomeOption = None,
+    attempts: Annotated[int, typer.Option(help="每份报告最多尝试次数 / attempts per report at most")] = 5,
+) -> None:
+    """把发件箱中的报告发到检查设备，核验回执后移入 sent/ / Send the outbox to the inspector device; a report
+    moves to sent/ only after its signed receipt is verified and stored. Exit 3 when some remain."""
+    if not 1 <= attempts <= 20:
+        _refuse("--attempts 须在 1–20 之间 / --attempts must be within 1–20")
+    _send_and_print(_home(home), attempts)
+
+
+@app.command()
+def outbox(home: HomeOption = None) -> None:
+    """列出发件箱 / List the outbox: pending and sent reports."""
+    box = Outbox(_home(home).outbox_path)
+    pending, sent = box.pending(), box.sent()
+    for entry in pending:
+        out.print(f"待发送 pending  {entry.report_id}" + (" (回执已在 receipt stored)" if entry.receipt else ""),
+                  highlight=False, markup=False, soft_wrap=True)
+    for entry in sent:
+        out.print(f"已送达 sent     {entry.report_id}", highlight=False, markup=False, soft_wrap=True)
+    out.print(f"待发送 {len(pending)} pending · 已送达 {len(sent)} sent · {box.root}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -20,16 +20,20 @@ from zoneinfo import ZoneInfo
 from probe import __version__
 from probe.checks import CHECKS
 from probe.evaluate import evaluate, findings_document
-from probe.findings import Finding
+from probe.findings import Finding, Status
+from probe.home import HomeError, ProbeHome, ProbeIdentity
 from probe.iface import Interface, InterfaceError, inspect_interface
 from probe.net import arp, netbios
 from probe.net.dhcp import DhcpHostnameListener
 from probe.net.link import LinkError, RawLink
 from probe.observations import NetbiosSurvey, Observations, ProbeInfo, RunInfo
+from probe.outbox import Outbox, OutboxFull
 from probe.profile import ProfileError, VenueProfile, load_profile
+from probe.report import (REPORT_FILE, ProbeRef, ReportPayload, RulesetRef, TaskRef, VenueRef, evidence_entries,
+                          new_report_id, sign_report, write_atomic)
 from probe.rules import Ruleset, RulesError, load_ruleset
 
-__all__ = ["RunOptions", "RunRefused", "Prepared", "prepare", "execute", "write_json", "DEFAULT_TZ",
+__all__ = ["RunOptions", "RunRefused", "Prepared", "prepare", "execute", "sign_run", "write_json", "DEFAULT_TZ",
            "MAX_PREFIX"]
 
 DEFAULT_TZ = "Asia/Shanghai"
@@ -52,6 +56,9 @@ class RunOptions:
     retries: int = 5
     names: bool = True
     timezone: str = DEFAULT_TZ
+    home: Path | None = None
+    task_id: str | None = None
+    inspectors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +71,8 @@ class Prepared:
     interface: Interface
     probe_address: IPv4Interface
     tz: ZoneInfo
+    identity: ProbeIdentity
+    outbox: Outbox
 
 
 def prepare(opts: RunOptions) -> Prepared:
@@ -85,6 +94,15 @@ def prepare(opts: RunOptions) -> Prepared:
         tz = ZoneInfo(opts.timezone)
     except Exception:  # noqa: BLE001 - any unknown zone name is the same user error
         raise RunRefused(f"未知时区 / unknown time zone: {opts.timezone}") from None
+    home = ProbeHome(opts.home) if opts.home else None
+    if home is None:
+        raise RunRefused("必须指定探针目录 --home / the probe home (--home or CAFE_PROBE_HOME) must be given")
+    try:
+        identity = home.identity()
+        outbox = Outbox(home.outbox_path)
+        outbox.check_room()
+    except (HomeError, OutboxFull) as exc:
+        raise RunRefused(str(exc)) from None
     try:
         iface = inspect_interface(opts.iface)
     except InterfaceError as exc:
@@ -99,7 +117,8 @@ def prepare(opts: RunOptions) -> Prepared:
                          "add --allow-large if this café really is that big")
     address = _probe_address(profile, iface)
     return Prepared(profile=profile, profile_sha256=hashlib.sha256(opts.profile.read_bytes()).hexdigest(),
-                    ruleset=ruleset, interface=iface, probe_address=address, tz=tz)
+                    ruleset=ruleset, interface=iface, probe_address=address, tz=tz, identity=identity,
+                    outbox=outbox)
 
 
 def _probe_address(profile: VenueProfile, iface: Interface) -> IPv4Interface:
@@ -160,11 +179,32 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
     findings = evaluate(obs, prep.profile, prep.ruleset)
     write_json(opts.out / "observations.json", obs.model_dump(mode="json"))
     write_json(opts.out / "findings.json", findings_document(obs, findings, prep.ruleset))
+    envelope, report_id = sign_run(obs, findings, prep, opts)
+    write_atomic(opts.out / REPORT_FILE, envelope)
+    prep.outbox.enqueue(report_id, envelope)
     return obs, findings
+
+
+EVIDENCE_FILES = ["observations.json", "findings.json", "capture.pcap"]
+
+
+def sign_run(obs: Observations, findings: list[Finding], prep: Prepared, opts: RunOptions) -> tuple[bytes, str]:
+    """The signed report of a finished run (its files must already be written in opts.out)."""
+    evidence = evidence_entries(opts.out, EVIDENCE_FILES)
+    observations = next(e for e in evidence if e.name == "observations.json")
+    venue = prep.profile.venue
+    payload = ReportPayload(
+        report_id=new_report_id(), run_id=obs.run.run_id,
+        probe=ProbeRef(id=prep.identity.probe_id, key_id=prep.identity.key_id, tool_version=__version__),
+        venue=VenueRef(id=venue.id, name=venue.name, credit_code=venue.credit_code),
+        task=TaskRef(id=opts.task_id, inspectors=list(opts.inspectors)),
+        started_at=obs.run.started_at, ended_at=obs.run.finished_at, timezone=obs.run.timezone,
+        complete=obs.run.complete, ruleset=RulesetRef(version=prep.ruleset.version, sha256=prep.ruleset.sha256),
+        profile_sha256=prep.profile_sha256, observations_sha256=observations.sha256, evidence=evidence,
+        findings=findings, counts={s: sum(f.status is s for f in findings) for s in Status})
+    return sign_report(payload, prep.identity.private_key), payload.report_id
 
 
 def write_json(path: Path, data: object) -> None:
     """Write JSON atomically: a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"))

@@ -33,6 +33,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def probe_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One probe home (key pair, outbox) for the session, found by every cafe-probe through CAFE_PROBE_HOME."""
+    from probe.home import ProbeHome
+
+    home = tmp_path_factory.mktemp("probe-home")
+    ProbeHome(home).keygen("probe-test")
+    previous = os.environ.get("CAFE_PROBE_HOME")
+    os.environ["CAFE_PROBE_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("CAFE_PROBE_HOME", None)
+    else:
+        os.environ["CAFE_PROBE_HOME"] = previous
+
+
 def new_lab_id(prefix: str) -> str:
     """A lab id no other test or demo uses (namespaces are named after it)."""
     return prefix + secrets.token_hex(3)
@@ -51,6 +67,7 @@ def run_probe(lab, out: Path, *extra: str) -> dict:
     assert proc.returncode == 0, proc.stderr
     return {
         "proc": proc,
+        "out": out,
         "truth": truth,
         "findings": json.loads((out / "findings.json").read_text()),
         "observations": json.loads((out / "observations.json").read_text()),

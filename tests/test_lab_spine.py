@@ -43,6 +43,24 @@ def test_messy_every_live_host_found(messy):
     assert found == live
 
 
+def test_messy_run_is_signed_queued_and_verifiable(messy, probe_home):
+    """The run's report verifies with the probe's public key, covers every evidence file, and waits in the outbox."""
+    from probe.keys import load_public_key
+    from probe.outbox import Outbox
+    from probe.report import verify_report_file
+
+    _, run = messy
+    report, evidence = verify_report_file(run["out"] / "report.dsse.json", load_public_key(probe_home / "probe.pub"))
+    assert sorted(evidence.matched) == ["capture.pcap", "findings.json", "observations.json"] and not evidence.absent
+    p = report.payload
+    assert p.venue.id == load_profile(run["truth"]["profile"]).venue.id
+    assert p.run_id == run["observations"]["run"]["run_id"]
+    assert [f.model_dump(mode="json") for f in p.findings] == run["findings"]["findings"]
+    assert p.started_at.utcoffset() is not None and p.ended_at >= p.started_at
+    queued = {e.report_id: e.envelope.read_bytes() for e in Outbox(probe_home / "outbox").pending()}
+    assert queued[p.report_id] == (run["out"] / "report.dsse.json").read_bytes()
+
+
 def test_messy_reports_exactly_the_mismatched_terminals(messy):
     _, run = messy
     mismatched, unidentified = _expected_ip_map(run["truth"])

@@ -1,0 +1,252 @@
+"""The case file 现场检查记录 as a PDF, and the Jinja2 set-up it shares with the web UI.
+
+The PDF is rendered by WeasyPrint from ``templates/casefile.html`` (A4,
+"第 X 页 共 Y 页" page numbers, Debian's Noto CJK fonts). The same Jinja2
+environment, with the filters that format times, statuses and evidence,
+serves the officer web UI (agent_api.web), so both show a case alike.
+
+Everything from a report came over the network: the environment
+autoescapes, and evidence is turned into plain text nodes before any
+template sees it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from probe.findings import Status
+from probe.rules import RULES_ENV, Ruleset, load_ruleset
+
+if TYPE_CHECKING:
+    from agent_api.cases import CaseView
+
+__all__ = ["TEMPLATES_DIR", "STATUS_LABELS", "VERIFY_COMMAND", "EvidenceNode", "evidence_tree",
+           "format_time", "jinja_env", "case_context", "current_ruleset", "render_casefile_html", "render_casefile_pdf"]
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+# Status words, Chinese first; the CSS class is "status-<value>".
+STATUS_LABELS: dict[str | None, tuple[str, str]] = {
+    "pass": ("符合", "pass"),
+    "fail": ("不符合", "fail"),
+    "inconclusive": ("无法确定", "inconclusive"),
+    "not_applicable": ("不适用", "not applicable"),
+    "manual": ("人工核查", "manual"),
+    None: ("未填写", "not filled"),
+}
+
+VERIFY_COMMAND = "cafe-probe verify report.dsse.json --pubkey probe.pub"
+
+# Chinese labels of the evidence keys DESIGN.md section 5 fixes, so that an
+# officer reads "不符终端" rather than "mismatches"; the key itself is shown
+# beside it, since exports and other readers use the key.
+EVIDENCE_LABELS: dict[str, str] = {
+    "mismatches": "不符终端", "checked": "已核对台数", "live_terminals": "在线终端数",
+    "unidentified": "未识别编号的主机", "duplicate_numbers": "重复编号", "sample": "随机抽查终端",
+    "sample_seed": "抽样种子", "observations": "依据的观测数据", "seen": "发现台数",
+    "licensed": "核定台数", "identified": "识别出的终端数", "servers": "服务器",
+    "forwarders": "转发主机", "egress": "出口", "hosts": "主机", "billing_servers": "计费服务器",
+    "missing": "缺失", "ratio": "比例", "cameras": "摄像机", "registered": "已登记",
+    "oldest": "最早记录", "newest": "最新记录", "gaps": "缺失区间", "files": "文件数",
+    "listing_sha256": "目录清单 SHA-256", "number": "编号", "address": "地址",
+    "expected_address": "应有地址", "mac": "MAC", "name": "名称", "number_from": "编号来源",
+    "vendor": "厂商", "roles": "角色", "product": "产品", "up": "在线", "how": "发现方式",
+    "server_id": "服务器标识", "router": "路由器",
+}
+
+# Large evidence lists stay readable: this many rows, then "N more" (the JSON
+# export and the signed envelope keep them all).
+WEB_MAX_ROWS = 200
+PDF_MAX_ROWS = 25
+_MAX_DEPTH = 6
+
+@dataclass
+class EvidenceNode:
+    """One piece of evidence ready for a template.
+
+    kind: "text" (``text``), "map" (``items`` of (key, label, node)), "list"
+    (``children``), "table" (``columns`` of (key, label), ``rows`` of nodes).
+    ``more`` counts rows or items left out.
+    """
+
+    kind: str
+    text: str = ""
+    items: list[tuple[str, str, EvidenceNode]] = field(default_factory=list)
+    children: list[EvidenceNode] = field(default_factory=list)
+    columns: list[tuple[str, str]] = field(default_factory=list)
+    rows: list[list[EvidenceNode]] = field(default_factory=list)
+    more: int = 0
+
+
+def _scalar_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "是 / yes" if value else "否 / no"
+    return str(value)
+
+
+def evidence_tree(value: Any, max_rows: int = WEB_MAX_ROWS, depth: int = 0) -> EvidenceNode:
+    """Turn a finding's evidence (JSON-like data) into nodes the templates draw.
+
+    Lists of mappings become tables (columns in order of first appearance),
+    lists of scalars one comma-separated line, mappings key/value lists.
+    Values stay text: the templates escape them.
+    """
+    if depth >= _MAX_DEPTH:
+        return EvidenceNode(kind="text", text=_scalar_text(value) if not isinstance(value, (dict, list)) else "…")
+    if isinstance(value, dict):
+        return EvidenceNode(kind="map", items=[
+            (str(k), EVIDENCE_LABELS.get(str(k), ""), evidence_tree(v, max_rows, depth + 1))
+            for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        shown, more = list(value[:max_rows]), max(0, len(value) - max_rows)
+        if not value:
+            return EvidenceNode(kind="text", text="（无 / none）")
+        if all(isinstance(v, dict) for v in shown):
+            keys: list[str] = []
+            for row in shown:
+                keys.extend(str(k) for k in row if str(k) not in keys)
+            return EvidenceNode(kind="table", more=more,
+                                columns=[(k, EVIDENCE_LABELS.get(k, "")) for k in keys],
+                                rows=[[evidence_tree(_lookup(row, k), max_rows, depth + 1) for k in keys]
+                                      for row in shown])
+        if not any(isinstance(v, (dict, list, tuple)) for v in shown):
+            text = ", ".join(_scalar_text(v) for v in shown)
+            return EvidenceNode(kind="text", text=text + (f" …（另有 {more} 项 / {more} more）" if more else ""))
+        return EvidenceNode(kind="list", more=more,
+                            children=[evidence_tree(v, max_rows, depth + 1) for v in shown])
+    return EvidenceNode(kind="text", text=_scalar_text(value))
+
+
+def _lookup(row: dict, key: str) -> Any:
+    # Keys were stringified for the column list; JSON keys are strings already,
+    # but a hand-built dict might use ints.
+    if key in row:
+        return row[key]
+    return next((v for k, v in row.items() if str(k) == key), None)
+
+
+def format_time(value: datetime | str | None) -> str:
+    """``2026-11-24 10:00:00 +08:00``: local time of the value with its UTC offset, never converted."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        return value.strftime("%Y-%m-%d %H:%M:%S") + "（无时区 / no offset）"
+    offset = value.strftime("%z")
+    return f"{value.strftime('%Y-%m-%d %H:%M:%S')} {offset[:3]}:{offset[3:]}"
+
+
+def _status_value(status: Any) -> str | None:
+    return None if status is None else str(getattr(status, "value", status))
+
+
+def status_class(status: Any) -> str:
+    """CSS class of a status (``status-none`` when nothing was recorded)."""
+    return f"status-{_status_value(status) or 'none'}"
+
+
+def status_zh(status: Any) -> str:
+    """Chinese word for a status."""
+    return STATUS_LABELS.get(_status_value(status), (str(status), ""))[0]
+
+
+def status_en(status: Any) -> str:
+    """English word for a status."""
+    return STATUS_LABELS.get(_status_value(status), ("", str(status)))[1]
+
+
+def citation_text(citation: Any) -> str:
+    """《law》第N条, with the verification mark when not verified (LEGAL.md: P or M)."""
+    text = citation.law + (citation.article or "")
+    if citation.verified == "P":
+        text += "（条文序号待核实 / article number unconfirmed）"
+    elif citation.verified == "M":
+        text += "（未经核实 / unverified）"
+    return text
+
+
+@lru_cache(maxsize=1)
+def jinja_env() -> Environment:
+    """The one Jinja2 environment of the agent's HTML: autoescaping, with the case filters."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(when=format_time, status_class=status_class, status_zh=status_zh,
+                       status_en=status_en, citation=citation_text, evidence_tree=evidence_tree)
+    env.globals.update(VERIFY_COMMAND=VERIFY_COMMAND, PDF_MAX_ROWS=PDF_MAX_ROWS, WEB_MAX_ROWS=WEB_MAX_ROWS)
+    return env
+
+
+@lru_cache(maxsize=4)
+def _ruleset(root: str | None) -> Ruleset:
+    return load_ruleset(Path(root) if root else None)
+
+
+def current_ruleset() -> Ruleset:
+    """The agent's ruleset (cached per rules directory; ``$CAFE_PROBE_RULES`` chooses another)."""
+    return _ruleset(os.environ.get(RULES_ENV))
+
+
+def case_context(case: CaseView) -> dict[str, Any]:
+    """What the case templates need beyond the case itself.
+
+    ``measured``: the probe's findings with a verdict; ``unmeasured``: automatic
+    checks this probe version left to the officers (status manual, not an
+    officers' item); ``supporting``:
+    the probe's own finding for each manual item (e.g. ONLINE-COUNT's live
+    terminal count), by item id; ``basis``: the provisions behind the
+    inspection itself on its date; ``result_label(code)``: "中文 / English".
+    """
+    ruleset = current_ruleset()
+    manual_ids = {m.item_id for m in case.manual_items}
+    findings = case.payload.findings
+
+    def result_label(code: str | None) -> str:
+        known = ruleset.result_types.get(code or "")
+        return f"{known.zh} / {known.en}" if known else (code or "—")
+
+    return {
+        "case": case,
+        "p": case.payload,
+        "measured": [f for f in findings if f.check_id not in manual_ids and f.status is not Status.MANUAL],
+        "unmeasured": [f for f in findings if f.check_id not in manual_ids and f.status is Status.MANUAL],
+        "supporting": {f.check_id: f for f in findings if f.check_id in manual_ids},
+        "basis": ruleset.general_citations(case.payload.started_at.date()),
+        "result_types": ruleset.result_types,
+        "result_label": result_label,
+    }
+
+
+def render_casefile_html(case: CaseView) -> str:
+    """The case file as HTML (what WeasyPrint lays out)."""
+    return jinja_env().get_template("casefile.html").render(**case_context(case))
+
+
+def _no_fetch(url: str, *args: Any, **kwargs: Any) -> dict:
+    # The case file is self-contained; a reference to anything (which escaped
+    # report text cannot create, but a template change might) must not reach
+    # out from an offline device.
+    raise ValueError(f"case file fetches nothing: {url}")
+
+
+def render_casefile_pdf(case: CaseView) -> bytes:
+    """The case file 现场检查记录 of one report as PDF bytes (A4, Chinese)."""
+    # Imported here: WeasyPrint loads Pango and fonts, which the web pages and
+    # the API never need unless a PDF is asked for.
+    from weasyprint import HTML
+
+    html = render_casefile_html(case)
+    return HTML(string=html, base_url=str(TEMPLATES_DIR), url_fetcher=_no_fetch).write_pdf()
