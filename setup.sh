@@ -17,6 +17,10 @@ APT_PACKAGES=(
   arp-scan nmap   # peers measured by bench/discovery.py
   tcpdump         # reading capture.pcap
   ieee-data       # MAC vendor names (OUI registry)
+  libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0  # WeasyPrint: the case-file PDF
+  fonts-noto-cjk  # Chinese glyphs in the PDF and the web UI
+  poppler-utils   # pdftotext / pdftoppm: tests read the PDF back
+  chromium        # the browser test drives Debian's Chromium (never a downloaded one)
   python3 python3-venv python3-pip
   ca-certificates
 )
@@ -53,6 +57,6 @@ what=${1:-install}
 case "$what" in
   demo)    exec .venv/bin/cafe-lab demo "${1:-messy}" ;;
   test)    exec .venv/bin/python -m pytest "$@" ;;
-  install) echo "== installed: .venv/bin/cafe-probe, .venv/bin/cafe-lab" ;;
+  install) echo "== installed: .venv/bin/cafe-probe, .venv/bin/cafe-lab, .venv/bin/cafe-agent" ;;
   *)       echo "setup.sh: unknown action '$what' (demo | test | install)" >&2; exit 2 ;;
 esac

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -94,8 +95,17 @@ def exec_(ctx: typer.Context, lab_id: LabId = "cafe") -> None:
 
 @app.command()
 def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name")] = "messy",
-         out: Annotated[str, typer.Option(help="输出目录 / output directory")] = "out/demo") -> None:
-    """演示：搭建场景、运行探针、输出结果、拆除 / Demo: build the café, run the probe in it, print findings, tear down."""
+         out: Annotated[str, typer.Option(help="输出目录 / output directory")] = "out/demo",
+         port: Annotated[int, typer.Option(help="检查设备服务端口（仅 127.0.0.1）/ inspector device port (127.0.0.1 "
+                                                "only)")] = 8765) -> None:
+    """演示：搭建场景、运行探针、签名报告送达检查设备 / Demo: build the café, run the probe in it, tear it down,
+    deliver the signed report to the inspector device on loopback and print its URL."""
+    from lab.demo import DemoError, DemoPaths, OFFICERS, ensure_agent, ensure_probe, start_agent
+
+    paths = DemoPaths(Path(out).resolve())
+    paths.root.mkdir(parents=True, exist_ok=True)
+    home = ensure_probe(paths)
+    ensure_agent(paths, home)
     lab_id = "demo"
     try:
         stale = Lab.attach(lab_id)
@@ -108,7 +118,9 @@ def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name
     try:
         truth = lab.truth()
         argv = lab.exec_argv(["cafe-probe", "run", "--profile", truth["profile"],
-                              "--iface", truth["probe"]["interface"], "--out", os.path.abspath(out)])
+                              "--iface", truth["probe"]["interface"], "--out", str(paths.run_dir),
+                              "--home", str(paths.probe_home), "--task", "DEMO-" + scenario.upper(),
+                              *sum((["--inspector", badge] for _, _, badge in OFFICERS), [])])
         typer.echo(f"== 运行 running: cafe-lab exec -- {' '.join(argv[4:])}", err=True)
         code = subprocess.call(argv)
         wrong = [t for t in truth["terminals"] if t["mismatch"] and t["power"] == "on"]
@@ -120,7 +132,40 @@ def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name
     finally:
         lab.down()
         typer.echo("== 已拆除 lab removed", err=True)
-    raise typer.Exit(code)
+    if code != 0:
+        raise typer.Exit(code)
+    try:
+        url = start_agent(paths, port)
+    except DemoError as exc:
+        _fail(str(exc))
+    home.pin_agent(url, (paths.agent_data / "agent.pub").read_text())
+    typer.echo(f"== 检查设备 inspector device: {url} (127.0.0.1 only); 发送 sending the outbox from the host side",
+               err=True)
+    sent = subprocess.call([str(Path(sys.executable).parent / "cafe-probe"), "send", "--home", str(paths.probe_home)])
+    report_id = json.loads(_envelope_payload(paths.run_dir / "report.dsse.json"))["report_id"]
+    typer.echo("")
+    typer.echo(f"报告 report:   {url}/ui/reports/{report_id}")
+    typer.echo(f"登录 log in:   {', '.join(u for u, _, _ in OFFICERS)}; 密码在 passwords in "
+               f"{paths.password_file('officer1')}, {paths.password_file('officer2')}")
+    typer.echo(f"离线验证 verify offline: .venv/bin/cafe-probe verify {paths.run_dir / 'report.dsse.json'} "
+               f"--pubkey {paths.probe_home / 'probe.pub'}")
+    typer.echo(f"停止检查设备 stop the device: .venv/bin/cafe-lab demo-stop --out {out}")
+    raise typer.Exit(0 if sent == 0 else sent)
+
+
+def _envelope_payload(path: Path) -> bytes:
+    import base64
+
+    return base64.b64decode(json.loads(path.read_bytes())["payload"])
+
+
+@app.command("demo-stop")
+def demo_stop(out: Annotated[str, typer.Option(help="演示输出目录 / the demo's output directory")] = "out/demo") -> None:
+    """停止演示启动的检查设备服务（按记录的 PID）/ Stop the demo's inspector device (by its recorded PID)."""
+    from lab.demo import DemoPaths, stop_agent
+
+    stopped = stop_agent(DemoPaths(Path(out).resolve()))
+    typer.echo("已停止 stopped" if stopped else "没有运行中的演示服务 / no demo agent running")
 
 
 if __name__ == "__main__":

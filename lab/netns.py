@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pyroute2 import netns as _netns
 
-__all__ = ["LabCommandError", "ProcRecord", "ip_batch", "inside", "sysctl", "spawn", "stop", "netns_exists"]
+__all__ = ["LabCommandError", "ProcRecord", "ip_batch", "inside", "sysctl", "spawn", "stop", "netns_exists",
+           "record_of", "is_running"]
 
 
 class LabCommandError(RuntimeError):
@@ -87,13 +88,23 @@ def spawn(netns: str, argv: list[str], what: str, log: Path, **kwargs) -> tuple[
     with open(log, "ab") as out:
         proc = subprocess.Popen(["ip", "netns", "exec", netns, *argv], stdout=kwargs.pop("stdout", out),
                                 stderr=out, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+    return proc, record_of(proc, what)
+
+
+def record_of(proc: subprocess.Popen, what: str) -> ProcRecord:
+    """The PID and start time of a process just started, for a later :func:`stop` that cannot hit another."""
     start = None
     for _ in range(100):
         start = _starttime(proc.pid)
         if start is not None:
             break
         time.sleep(0.01)
-    return proc, ProcRecord(pid=proc.pid, starttime=start or 0, what=what)
+    return ProcRecord(pid=proc.pid, starttime=start or 0, what=what)
+
+
+def is_running(record: ProcRecord) -> bool:
+    """Whether the process of ``record`` is still the one that was started."""
+    return _starttime(record.pid) == record.starttime
 
 
 def stop(record: ProcRecord, timeout: float = 5.0) -> None:

@@ -1,0 +1,135 @@
+"""Delivery survives a sender killed at any instant: every report reaches the agent exactly once.
+
+A real ``cafe-agent serve`` (uvicorn, SQLite file) on 127.0.0.1; the real
+sender in a forked child, SIGKILLed after a random delay, over many rounds,
+while new reports keep arriving in the outbox. Then one uninterrupted send.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from probe.home import ProbeHome
+from probe.keys import load_public_key, public_line
+from probe.outbox import Outbox
+from probe.report import verify_receipt
+from probe.sender import send_outbox
+from tests.conftest import VENV_BIN
+from tests.reportkit import make_report
+
+ROUNDS = 40
+PER_ROUND = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _agent(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(VENV_BIN / "cafe-agent"), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture()
+def agent_and_probe(tmp_path):
+    """An agent with the probe enrolled, serving on loopback; a probe home pinned to it."""
+    data = tmp_path / "agent"
+    home = ProbeHome(tmp_path / "probe")
+    ident = home.keygen("probe-test")  # the id reportkit puts in its payloads
+    _agent("init", "--data", str(data))
+    _agent("enroll-probe", str(home.public_key_path), "--probe-id", ident.probe_id, "--data", str(data))
+    port = _free_port()
+    log = (tmp_path / "agent.log").open("wb")
+    server = subprocess.Popen([str(VENV_BIN / "cafe-agent"), "serve", "--host", "127.0.0.1", "--port", str(port),
+                               "--data", str(data)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/v1/agent/key", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, (tmp_path / "agent.log").read_text()
+                assert time.monotonic() < deadline, "agent did not start"
+                time.sleep(0.1)
+        home.pin_agent(url, public_line(load_public_key(data / "agent.pub")))
+        yield data, home, ident
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def _sender(root: str) -> None:
+    home = ProbeHome(Path(root))
+    send_outbox(Outbox(home.outbox_path), home.agent(), attempts=2, backoff=0.01)
+    os._exit(0)
+
+
+def test_sigkilled_sender_delivers_every_report_exactly_once(agent_and_probe):
+    data, home, ident = agent_and_probe
+    outbox = Outbox(home.outbox_path)
+    rng = random.Random(20261124)
+    fork = multiprocessing.get_context("fork")
+    queued: list[str] = []
+    killed_mid_send = 0
+    acknowledged_not_moved = 0  # the window where a resend must not make a second record
+    for _ in range(ROUNDS):
+        for _ in range(PER_ROUND):
+            envelope, verified = make_report(ident.private_key)
+            outbox.enqueue(verified.payload.report_id, envelope)
+            queued.append(verified.payload.report_id)
+        before = len(outbox.sent())
+        child = fork.Process(target=_sender, args=(str(home.root),))
+        child.start()
+        time.sleep(rng.uniform(0, 0.12))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        killed_mid_send += child.exitcode == -signal.SIGKILL and len(outbox.sent()) > before
+        with sqlite3.connect(data / "agent.db") as db:
+            at_agent = {row[0] for row in db.execute("SELECT report_id FROM reports")}
+        acknowledged_not_moved += bool(at_agent & {e.report_id for e in outbox.pending()})
+    # the kills must have landed while reports were moving, not only before or after
+    assert killed_mid_send >= ROUNDS // 4, killed_mid_send
+    print(f"kills after some progress: {killed_mid_send}, acknowledged but not moved: {acknowledged_not_moved}")
+    assert acknowledged_not_moved >= 1, "no kill landed between the agent's commit and the local move"
+
+    results = send_outbox(outbox, home.agent(), attempts=3, backoff=0.05)
+    assert all(r.outcome in ("sent", "recovered") for r in results), results
+    assert outbox.pending() == [] and outbox.unfinished_moves() == []
+
+    sent = outbox.sent()
+    assert sorted(e.report_id for e in sent) == sorted(queued)
+    agent_key = load_public_key(data / "agent.pub")
+    records = set()
+    for entry in sent:
+        assert entry.receipt is not None
+        receipt = verify_receipt(entry.receipt.read_bytes(), agent_key)
+        assert receipt.report_id == entry.report_id
+        records.add(receipt.record)
+    assert len(records) == len(queued)
+
+    with sqlite3.connect(data / "agent.db") as db:
+        stored = [row[0] for row in db.execute("SELECT report_id FROM reports")]
+        accepted = db.execute("SELECT count(*) FROM audit_log WHERE action = 'report.accept'").fetchone()[0]
+    assert sorted(stored) == sorted(queued)  # exactly once: no id twice, none missing
+    assert accepted == len(queued)
