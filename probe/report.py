@@ -71,6 +71,7 @@ class VenueRef(_Strict):
     id: ShortText
     name: ShortText
     credit_code: str | None = None
+    address: Annotated[str, StringConstraints(max_length=300)] | None = None
 
 
 class TaskRef(_Strict):

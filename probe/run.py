@@ -196,7 +196,7 @@ def sign_run(obs: Observations, findings: list[Finding], prep: Prepared, opts: R
     payload = ReportPayload(
         report_id=new_report_id(), run_id=obs.run.run_id,
         probe=ProbeRef(id=prep.identity.probe_id, key_id=prep.identity.key_id, tool_version=__version__),
-        venue=VenueRef(id=venue.id, name=venue.name, credit_code=venue.credit_code),
+        venue=VenueRef(id=venue.id, name=venue.name, credit_code=venue.credit_code, address=venue.address),
         task=TaskRef(id=opts.task_id, inspectors=list(opts.inspectors)),
         started_at=obs.run.started_at, ended_at=obs.run.finished_at, timezone=obs.run.timezone,
         complete=obs.run.complete, ruleset=RulesetRef(version=prep.ruleset.version, sha256=prep.ruleset.sha256),

@@ -71,7 +71,8 @@ def make_payload(private_key: Ed25519PrivateKey, obs: Observations | None = None
     fields: dict[str, Any] = dict(
         report_id=new_report_id(), run_id=obs.run.run_id,
         probe=ProbeRef(id="probe-test", key_id=key_id(private_key.public_key()), tool_version="0.1.0"),
-        venue=VenueRef(id=profile.venue.id, name=profile.venue.name, credit_code=None),
+        venue=VenueRef(id=profile.venue.id, name=profile.venue.name, credit_code=None,
+                       address=profile.venue.address),
         task=TaskRef(id="FZ-2026-11-007", inspectors=["350100123", "350100456"]),
         started_at=obs.run.started_at, ended_at=obs.run.finished_at, timezone=obs.run.timezone, complete=True,
         ruleset=RulesetRef(version=ruleset.version, sha256=ruleset.sha256), profile_sha256="1" * 64,
