@@ -12,7 +12,7 @@ template sees it.
 
 from __future__ import annotations
 
-import os
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from agent_api.cases import ruleset
 from probe.findings import Status
-from probe.rules import RULES_ENV, Ruleset, load_ruleset
 
 if TYPE_CHECKING:
     from agent_api.cases import CaseView
 
-__all__ = ["TEMPLATES_DIR", "STATUS_LABELS", "VERIFY_COMMAND", "EvidenceNode", "evidence_tree",
-           "format_time", "jinja_env", "case_context", "current_ruleset", "render_casefile_html", "render_casefile_pdf"]
+__all__ = ["TEMPLATES_DIR", "STATUS_LABELS", "VERIFY_COMMAND", "EvidenceNode", "evidence_tree", "plain",
+           "format_time", "status_class", "status_zh", "status_en", "citation_text", "result_label",
+           "jinja_env", "case_context", "render_casefile_html", "render_casefile_pdf"]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -91,6 +92,13 @@ def _scalar_text(value: Any) -> str:
     if isinstance(value, bool):
         return "是 / yes" if value else "否 / no"
     return str(value)
+
+
+def plain(value: Any) -> str:
+    """One value as a line of text: 是/否 for booleans, — for nothing, compact JSON for structures."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _scalar_text(value)
 
 
 def evidence_tree(value: Any, max_rows: int = WEB_MAX_ROWS, depth: int = 0) -> EvidenceNode:
@@ -178,6 +186,12 @@ def citation_text(citation: Any) -> str:
     return text
 
 
+def result_label(code: str | None) -> str:
+    """"中文 / English" wording of a result type code (the code itself when the ruleset lacks it)."""
+    known = ruleset().result_types.get(code or "")
+    return f"{known.zh} / {known.en}" if known else (code or "—")
+
+
 @lru_cache(maxsize=1)
 def jinja_env() -> Environment:
     """The one Jinja2 environment of the agent's HTML: autoescaping, with the case filters."""
@@ -185,19 +199,10 @@ def jinja_env() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=format_time, status_class=status_class, status_zh=status_zh,
-                       status_en=status_en, citation=citation_text, evidence_tree=evidence_tree)
-    env.globals.update(VERIFY_COMMAND=VERIFY_COMMAND, PDF_MAX_ROWS=PDF_MAX_ROWS, WEB_MAX_ROWS=WEB_MAX_ROWS)
+                       status_en=status_en, citation=citation_text, plain=plain, evidence_tree=evidence_tree)
+    env.globals.update(result_label=result_label, VERIFY_COMMAND=VERIFY_COMMAND, PDF_MAX_ROWS=PDF_MAX_ROWS,
+                       WEB_MAX_ROWS=WEB_MAX_ROWS)
     return env
-
-
-@lru_cache(maxsize=4)
-def _ruleset(root: str | None) -> Ruleset:
-    return load_ruleset(Path(root) if root else None)
-
-
-def current_ruleset() -> Ruleset:
-    """The agent's ruleset (cached per rules directory; ``$CAFE_PROBE_RULES`` chooses another)."""
-    return _ruleset(os.environ.get(RULES_ENV))
 
 
 def case_context(case: CaseView) -> dict[str, Any]:
@@ -205,28 +210,17 @@ def case_context(case: CaseView) -> dict[str, Any]:
 
     ``measured``: the probe's findings with a verdict; ``unmeasured``: automatic
     checks this probe version left to the officers (status manual, not an
-    officers' item); ``supporting``:
-    the probe's own finding for each manual item (e.g. ONLINE-COUNT's live
-    terminal count), by item id; ``basis``: the provisions behind the
-    inspection itself on its date; ``result_label(code)``: "中文 / English".
+    officers' item); ``basis``: the provisions behind the inspection itself on
+    its date.
     """
-    ruleset = current_ruleset()
     manual_ids = {m.item_id for m in case.manual_items}
-    findings = case.payload.findings
-
-    def result_label(code: str | None) -> str:
-        known = ruleset.result_types.get(code or "")
-        return f"{known.zh} / {known.en}" if known else (code or "—")
-
+    automatic = [f for f in case.payload.findings if f.check_id not in manual_ids]
     return {
         "case": case,
         "p": case.payload,
-        "measured": [f for f in findings if f.check_id not in manual_ids and f.status is not Status.MANUAL],
-        "unmeasured": [f for f in findings if f.check_id not in manual_ids and f.status is Status.MANUAL],
-        "supporting": {f.check_id: f for f in findings if f.check_id in manual_ids},
-        "basis": ruleset.general_citations(case.payload.started_at.date()),
-        "result_types": ruleset.result_types,
-        "result_label": result_label,
+        "measured": [f for f in automatic if f.status is not Status.MANUAL],
+        "unmeasured": [f for f in automatic if f.status is Status.MANUAL],
+        "basis": ruleset().general_citations(case.payload.started_at.date()),
     }
 
 
@@ -249,4 +243,4 @@ def render_casefile_pdf(case: CaseView) -> bytes:
     from weasyprint import HTML
 
     html = render_casefile_html(case)
-    return HTML(string=html, base_url=str(TEMPLATES_DIR), url_fetcher=_no_fetch).write_pdf()
+    return HTML(string=html, url_fetcher=_no_fetch).write_pdf()

@@ -9,6 +9,8 @@ migrations equal.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +28,8 @@ __all__ = ["Base", "Officer", "WebSession", "Probe", "Report", "ManualItem", "Si
            "IsoDateTime", "MANUAL_STATUSES", "make_engine", "make_sessions", "migrate", "alembic_config", "get_db"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# How long a writer waits for another (thread or process) to finish its transaction.
+BUSY_SECONDS = 15.0
 
 # What officers may record for a manual item (a finding's "manual" status means "not yet recorded").
 MANUAL_STATUSES = ("pass", "fail", "not_applicable")
@@ -203,21 +207,38 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # FULL: a receipt promises the report is stored, and the probe deletes its
     # pending copy on that promise, so each commit must reach the disk.
     cur.execute("PRAGMA synchronous = FULL")
+    # No busy handler: _sqlite_begin waits for the write lock itself (WAL
+    # readers never wait, and writers only wait at BEGIN IMMEDIATE).
+    cur.execute("PRAGMA busy_timeout = 0")
     cur.close()
 
 
 def _sqlite_begin(conn: Any) -> None:
-    # IMMEDIATE takes the write lock at BEGIN: two requests can then never read
-    # the same last audit hash and both append after it (a forked chain), and a
-    # writer waits (busy timeout) instead of failing on a stale WAL snapshot.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    """Start every transaction with BEGIN IMMEDIATE, polling for the write lock every 0.5 ms.
+
+    IMMEDIATE takes the write lock at BEGIN: two requests can then never read
+    the same last audit hash and both append after it (a forked chain), nor
+    fail later on a stale WAL snapshot. The wait is done here because SQLite's
+    own busy handler sleeps in steps growing to 100 ms, which made the p99 of
+    four concurrent submits ten times the sequential one.
+    """
+    raw = conn.connection.dbapi_connection
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.0005)
 
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, WAL, full sync and write-locking transactions."""
     if url.startswith("sqlite"):
         # check_same_thread off: FastAPI runs a request's dependency and handler in pool threads.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_SECONDS})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -15,14 +17,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from probe.evaluate import evaluate
 from probe.findings import Status
 from probe.keys import generate_key_files, key_id, load_private_key
-from probe.observations import (ArpHost, ArpSweep, NetbiosAnswer, NetbiosName, NetbiosSurvey, Observations,
-                                ProbeInfo, RunInfo)
+from probe.observations import (ArpHost, ArpSweep, DhcpHostname, NetbiosAnswer, NetbiosName, NetbiosSurvey,
+                                Observations, ProbeInfo, RunInfo)
 from probe.profile import parse_profile
 from probe.report import (EvidenceFile, ProbeRef, ReportPayload, RulesetRef, TaskRef, VenueRef, new_report_id,
                           sign_report, verify_report)
 from probe.rules import load_ruleset
 
-__all__ = ["VENUE_NAME", "make_probe_key", "make_observations", "make_payload", "make_report", "write_run_dir"]
+__all__ = ["PROFILE", "VENUE_NAME", "Host", "make_observations", "make_payload", "make_probe_key", "make_report",
+           "tamper", "write_run_dir"]
 
 VENUE_NAME = "星际网咖"
 PROFILE = """
@@ -40,31 +43,47 @@ def make_probe_key(directory: Path, name: str = "probe") -> tuple[Ed25519Private
     return load_private_key(priv), pub
 
 
-def make_observations(started: datetime | None = None) -> Observations:
-    """A small café: gateway, three terminals, one on a wrong address (an IP-MAP failure)."""
+Host = tuple[str, str, str | None]  # (address, MAC, NetBIOS name or None)
+
+CAFE_HOSTS: list[Host] = [
+    ("198.18.10.1", "02:00:00:00:00:01", None), ("198.18.10.101", "02:00:00:00:01:01", "WB-1"),
+    ("198.18.10.102", "02:00:00:00:01:02", "WB-2"), ("198.18.10.140", "02:00:00:00:01:03", "WB-3")]
+
+
+def make_observations(started: datetime | None = None, *, hosts: list[Host] | None = None,
+                      subnet: str = "198.18.10.0/24", probe_address: str = "198.18.10.250",
+                      dhcp: Iterable[tuple[str, str]] = ()) -> Observations:
+    """Observations of one run on ``subnet``: every host answers the ARP sweep, those with a name NetBIOS too.
+
+    By default a small café on PROFILE's network: gateway, three terminals, one
+    on a wrong address (an IP-MAP failure). ``dhcp``: (MAC, hostname) pairs seen
+    in DHCP requests.
+    """
     started = started or datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
-    hosts = [("198.18.10.1", "02:00:00:00:00:01", None), ("198.18.10.101", "02:00:00:00:01:01", "WB-1"),
-             ("198.18.10.102", "02:00:00:00:01:02", "WB-2"), ("198.18.10.140", "02:00:00:00:01:03", "WB-3")]
+    hosts = CAFE_HOSTS if hosts is None else hosts
+    network = IPv4Network(subnet)  # swept: every address but network, broadcast and the probe's own
     return Observations(
         run=RunInfo(run_id="run-1", tool_version="0.1.0", started_at=started,
                     finished_at=started + timedelta(seconds=42), timezone="Asia/Shanghai",
                     profile_sha256="1" * 64, venue_id="FZ-MW-0042", sample_seed=7,
-                    probe=ProbeInfo(interface="eth0", mac="02:00:00:00:00:fe", address=IPv4Address("198.18.10.250"),
-                                    prefixlen=24)),
-        arp=ArpSweep(subnets=[IPv4Network("198.18.10.0/24")], targets=253, rate_pps=1000, rounds=[], seconds=1,
+                    probe=ProbeInfo(interface="eth0", mac="02:00:00:00:00:fe", address=IPv4Address(probe_address),
+                                    prefixlen=network.prefixlen)),
+        arp=ArpSweep(subnets=[network], targets=network.num_addresses - 3, rate_pps=1000, rounds=[], seconds=1,
                      hosts=[ArpHost(address=IPv4Address(a), mac=m, rtt_ms=1, answered_in_round=1)
                             for a, m, _ in hosts]),
         netbios=NetbiosSurvey(queried=len(hosts), answers=[
             NetbiosAnswer(address=IPv4Address(a), mac=m, names=[NetbiosName(name=n, suffix=0, group=False)])
             for a, m, n in hosts if n]),
+        dhcp_hostnames=[DhcpHostname(time=1.0, mac=m, hostname=n) for m, n in dhcp],
     )
 
 
-def make_payload(private_key: Ed25519PrivateKey, obs: Observations | None = None, **overrides: Any) -> ReportPayload:
-    """A report payload with findings evaluated by the shipped ruleset; any field can be overridden."""
+def make_payload(private_key: Ed25519PrivateKey, obs: Observations | None = None, *, profile_text: str = PROFILE,
+                 **overrides: Any) -> ReportPayload:
+    """A report payload, findings evaluated by the shipped ruleset on ``profile_text``; any field can be overridden."""
     obs = obs or make_observations()
     ruleset = load_ruleset()
-    profile = parse_profile(PROFILE, Path("."))
+    profile = parse_profile(profile_text, Path("."))
     findings = evaluate(obs, profile, ruleset)
     obs_bytes = json.dumps(obs.model_dump(mode="json"), ensure_ascii=False).encode()
     obs_sha = hashlib.sha256(obs_bytes).hexdigest()
@@ -88,6 +107,16 @@ def make_report(private_key: Ed25519PrivateKey, **overrides: Any):
     payload = make_payload(private_key, **overrides)
     envelope = sign_report(payload, private_key)
     return envelope, verify_report(envelope, {key_id(private_key.public_key()): private_key.public_key()})
+
+
+def tamper(envelope: bytes, field: str, index: int) -> bytes:
+    """The envelope with one bit flipped in byte ``index`` of its ``"payload"`` or its first ``"sig"``."""
+    doc = json.loads(envelope)
+    target = doc["signatures"][0] if field == "sig" else doc
+    raw = bytearray(base64.b64decode(target[field]))
+    raw[index % len(raw)] ^= 0x01
+    target[field] = base64.b64encode(bytes(raw)).decode()
+    return json.dumps(doc).encode()
 
 
 def write_run_dir(directory: Path, private_key: Ed25519PrivateKey) -> Path:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from ipaddress import IPv4Address, IPv4Network
-from zoneinfo import ZoneInfo
-
 import pytest
 
 from probe.checks import CHECKS, CheckContext
 from probe.evaluate import evaluate
 from probe.findings import Status
-from probe.observations import (ArpHost, ArpSweep, DhcpHostname, NetbiosAnswer, NetbiosName, NetbiosSurvey,
-                                Observations, ProbeInfo, RunInfo)
+from probe.observations import Observations
 from probe.profile import parse_profile
 from probe.rules import load_ruleset
+from tests.reportkit import Host, make_observations
 
 PROFILE = """
 venue: {id: T-1, name: 测试网吧, licensed_terminals: 4}
@@ -24,23 +20,9 @@ terminals: {hostname_pattern: '^pc(?P<number>\\d+)$', first_address: 198.18.40.2
 """
 
 
-def _obs(hosts: list[tuple[str, str, str | None]], dhcp: list[tuple[str, str]] = ()) -> Observations:
-    """hosts: (address, mac, NetBIOS name or None)."""
-    tz = ZoneInfo("Asia/Shanghai")
-    now = datetime(2026, 11, 24, 10, 0, tzinfo=tz)
-    return Observations(
-        run=RunInfo(run_id="r", tool_version="t", started_at=now, finished_at=now, timezone="Asia/Shanghai",
-                    profile_sha256="0" * 64, venue_id="T-1", sample_seed=7,
-                    probe=ProbeInfo(interface="eth0", mac="02:00:00:00:00:fe", address=IPv4Address("198.18.43.253"),
-                                    prefixlen=22)),
-        arp=ArpSweep(subnets=[IPv4Network("198.18.40.0/22")], targets=1021, rate_pps=1000, rounds=[], seconds=1,
-                     hosts=[ArpHost(address=IPv4Address(a), mac=m, rtt_ms=1, answered_in_round=1)
-                            for a, m, _ in hosts]),
-        netbios=NetbiosSurvey(queried=len(hosts), answers=[
-            NetbiosAnswer(address=IPv4Address(a), mac=m, names=[NetbiosName(name=n, suffix=0, group=False)])
-            for a, m, n in hosts if n]),
-        dhcp_hostnames=[DhcpHostname(time=1.0, mac=m, hostname=n) for m, n in dhcp],
-    )
+def _obs(hosts: list[Host], dhcp: list[tuple[str, str]] = ()) -> Observations:
+    """Observations on PROFILE's /22. hosts: (address, mac, NetBIOS name or None); dhcp: (mac, hostname)."""
+    return make_observations(hosts=hosts, subnet="198.18.40.0/22", probe_address="198.18.43.253", dhcp=dhcp)
 
 
 @pytest.fixture(scope="module")

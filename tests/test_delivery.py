@@ -11,13 +11,10 @@ import multiprocessing
 import os
 import random
 import signal
-import socket
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from probe.home import ProbeHome
@@ -25,23 +22,11 @@ from probe.keys import load_public_key, public_line
 from probe.outbox import Outbox
 from probe.report import verify_receipt
 from probe.sender import send_outbox
-from tests.conftest import VENV_BIN
+from tests.agentkit import PROBE_ID, served_agent, setup_agent
 from tests.reportkit import make_report
 
 ROUNDS = 40
 PER_ROUND = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _agent(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(VENV_BIN / "cafe-agent"), *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture()
@@ -49,34 +34,11 @@ def agent_and_probe(tmp_path):
     """An agent with the probe enrolled, serving on loopback; a probe home pinned to it."""
     data = tmp_path / "agent"
     home = ProbeHome(tmp_path / "probe")
-    ident = home.keygen("probe-test")  # the id reportkit puts in its payloads
-    _agent("init", "--data", str(data))
-    _agent("enroll-probe", str(home.public_key_path), "--probe-id", ident.probe_id, "--data", str(data))
-    port = _free_port()
-    log = (tmp_path / "agent.log").open("wb")
-    server = subprocess.Popen([str(VENV_BIN / "cafe-agent"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                               "--data", str(data)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/v1/agent/key", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert server.poll() is None, (tmp_path / "agent.log").read_text()
-                assert time.monotonic() < deadline, "agent did not start"
-                time.sleep(0.1)
+    ident = home.keygen(PROBE_ID)  # the id reportkit puts in its payloads
+    setup_agent(data, probe_pub=home.public_key_path, probe_id=ident.probe_id)
+    with served_agent(data, tmp_path / "agent.log") as url:
         home.pin_agent(url, public_line(load_public_key(data / "agent.pub")))
         yield data, home, ident
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def _sender(root: str) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import time
 
 import pytest
 
@@ -19,50 +17,29 @@ from probe.home import ProbeHome
 from probe.keys import load_public_key, public_line
 from probe.outbox import Outbox
 from probe.report import verify_receipt
-from tests.conftest import VENV_BIN, finding, new_lab_id, probe_cmd
+from tests.agentkit import served_agent, setup_agent
+from tests.conftest import finding, new_lab_id, probe_cmd
 
 pytestmark = pytest.mark.lab
 
 PORT = 8765  # the namespace's own loopback: no other service can hold it
 
 
-def _agent(*args: str) -> None:
-    proc = subprocess.run([str(VENV_BIN / "cafe-agent"), *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-
-
 def test_run_send_delivers_the_report_with_a_verified_receipt(tmp_path):
     data = tmp_path / "agent"
     home = ProbeHome(tmp_path / "probe-home")
     ident = home.keygen("lab-probe")
-    _agent("init", "--data", str(data))
-    _agent("enroll-probe", str(home.public_key_path), "--probe-id", ident.probe_id, "--data", str(data))
-    home.pin_agent(f"http://127.0.0.1:{PORT}", public_line(load_public_key(data / "agent.pub")))
-    with running("small", new_lab_id("d")) as lab:
-        log = (tmp_path / "agent.log").open("wb")
-        server = subprocess.Popen(lab.exec_argv(["cafe-agent", "serve", "--host", "127.0.0.1", "--port", str(PORT),
-                                                 "--data", str(data)]), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            knock = lab.exec_argv(["python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {PORT}), 1)"])
-            while subprocess.run(knock, capture_output=True, timeout=30).returncode != 0:
-                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "agent.log").read_text()
-                time.sleep(0.2)
-            truth = lab.truth()
-            out = tmp_path / "run"
-            proc = probe_cmd(lab, "run", "--profile", truth["profile"], "--iface", truth["probe"]["interface"],
-                             "--out", str(out), "--home", str(home.root), "--task", "T-1", "--inspector", "350100001",
-                             "--inspector", "350100002", "--send")
-            assert proc.returncode == 0, proc.stderr
-            assert "已送达 sent" in proc.stderr
-        finally:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            log.close()
+    setup_agent(data, probe_pub=home.public_key_path, probe_id=ident.probe_id)
+    with running("small", new_lab_id("d")) as lab, \
+            served_agent(data, tmp_path / "agent.log", port=PORT, wrap=lab.exec_argv) as url:
+        home.pin_agent(url, public_line(load_public_key(data / "agent.pub")))
+        truth = lab.truth()
+        out = tmp_path / "run"
+        proc = probe_cmd(lab, "run", "--profile", truth["profile"], "--iface", truth["probe"]["interface"],
+                         "--out", str(out), "--home", str(home.root), "--task", "T-1", "--inspector", "350100001",
+                         "--inspector", "350100002", "--send")
+        assert proc.returncode == 0, proc.stderr
+        assert "已送达 sent" in proc.stderr
     box = Outbox(home.outbox_path)
     assert box.pending() == [] and len(box.sent()) == 1
     receipt = verify_receipt(box.sent()[0].receipt.read_bytes(), load_public_key(data / "agent.pub"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import stat
@@ -17,7 +16,7 @@ from probe.home import HomeError, ProbeHome
 from probe.keys import KeyFileError, key_id, load_private_key, parse_public_key, public_line, raw_public
 from probe.report import REPORT_TYPE, ReportError, sign_report, verify_report, verify_report_file
 from tests.conftest import VENV_BIN
-from tests.reportkit import make_payload, make_probe_key, make_report, write_run_dir
+from tests.reportkit import make_payload, make_probe_key, make_report, tamper, write_run_dir
 
 
 def test_pae_matches_the_specification_vector():
@@ -37,15 +36,6 @@ def _keys(priv):
     return {key_id(priv.public_key()): priv.public_key()}
 
 
-def _tamper(envelope: bytes, field: str, index: int = 40) -> bytes:
-    doc = json.loads(envelope)
-    target = doc["signatures"][0] if field == "sig" else doc
-    raw = bytearray(base64.b64decode(target[field]))
-    raw[index % len(raw)] ^= 0x01
-    target[field] = base64.b64encode(bytes(raw)).decode()
-    return json.dumps(doc).encode()
-
-
 def test_a_good_report_verifies_and_hands_on_the_signed_bytes(key):
     envelope, verified = make_report(key)
     again = verify_report(envelope, _keys(key))
@@ -58,7 +48,7 @@ def test_a_good_report_verifies_and_hands_on_the_signed_bytes(key):
 def test_any_flipped_byte_is_refused(key, field, index):
     envelope, _ = make_report(key)
     with pytest.raises(ReportError, match="invalid signature|不是有效的 JSON|not a valid report"):
-        verify_report(_tamper(envelope, field, index), _keys(key))
+        verify_report(tamper(envelope, field, index), _keys(key))
 
 
 def test_unknown_key_wrong_type_malformed_and_mismatched_key_id(key, tmp_path):
