@@ -115,10 +115,11 @@ def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name
         typer.echo("清理上次未拆除的演示环境 / removing the lab an earlier demo left behind", err=True)
         stale.down()
     lab = _build(scenario, lab_id)
+    run_dir = paths.new_run_dir()
     try:
         truth = lab.truth()
         argv = lab.exec_argv(["cafe-probe", "run", "--profile", truth["profile"],
-                              "--iface", truth["probe"]["interface"], "--out", str(paths.run_dir),
+                              "--iface", truth["probe"]["interface"], "--out", str(run_dir),
                               "--home", str(paths.probe_home), "--task", "DEMO-" + scenario.upper(),
                               *sum((["--inspector", badge] for _, _, badge in OFFICERS), [])])
         typer.echo(f"== 运行 running: cafe-lab exec -- {' '.join(argv[4:])}", err=True)
@@ -142,12 +143,12 @@ def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name
     typer.echo(f"== 检查设备 inspector device: {url} (127.0.0.1 only); 发送 sending the outbox from the host side",
                err=True)
     sent = subprocess.call([str(Path(sys.executable).parent / "cafe-probe"), "send", "--home", str(paths.probe_home)])
-    report_id = json.loads(_envelope_payload(paths.run_dir / "report.dsse.json"))["report_id"]
+    report_id = json.loads(_envelope_payload(run_dir / "report.dsse.json"))["report_id"]
     typer.echo("")
     typer.echo(f"报告 report:   {url}/ui/reports/{report_id}")
     typer.echo(f"登录 log in:   {', '.join(u for u, _, _ in OFFICERS)}; 密码在 passwords in "
                f"{paths.password_file('officer1')}, {paths.password_file('officer2')}")
-    typer.echo(f"离线验证 verify offline: .venv/bin/cafe-probe verify {paths.run_dir / 'report.dsse.json'} "
+    typer.echo(f"离线验证 verify offline: .venv/bin/cafe-probe verify {run_dir / 'report.dsse.json'} "
                f"--pubkey {paths.probe_home / 'probe.pub'}")
     typer.echo(f"停止检查设备 stop the device: .venv/bin/cafe-lab demo-stop --out {out}")
     raise typer.Exit(0 if sent == 0 else sent)

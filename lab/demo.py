@@ -25,7 +25,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -57,9 +59,9 @@ class DemoPaths:
     def agent_data(self) -> Path:
         return self.root / "agent"
 
-    @property
-    def run_dir(self) -> Path:
-        return self.root / "run"
+    def new_run_dir(self) -> Path:
+        """A fresh directory for one run: a signed run's evidence is never overwritten."""
+        return self.root / datetime.now(ZoneInfo("Asia/Shanghai")).strftime("run-%Y%m%d-%H%M%S")
 
     @property
     def pid_file(self) -> Path:

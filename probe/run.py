@@ -94,6 +94,10 @@ def prepare(opts: RunOptions) -> Prepared:
         tz = ZoneInfo(opts.timezone)
     except Exception:  # noqa: BLE001 - any unknown zone name is the same user error
         raise RunRefused(f"未知时区 / unknown time zone: {opts.timezone}") from None
+    if (opts.out / REPORT_FILE).exists():
+        # The evidence beside a signed report is what its digests vouch for: never overwrite it.
+        raise RunRefused(f"输出目录 {opts.out} 已有签名报告，请换一个新目录 / {opts.out} already holds a signed report "
+                         "and its evidence; choose a new --out")
     home = ProbeHome(opts.home) if opts.home else None
     if home is None:
         raise RunRefused("必须指定探针目录 --home / the probe home (--home or CAFE_PROBE_HOME) must be given")

@@ -173,3 +173,14 @@ def test_verify_report_file_refuses_evidence_names_that_walk(key, tmp_path):
     path = write_run_dir(tmp_path / "r", key)
     report, evidence = verify_report_file(path, key.public_key())
     assert sorted(evidence.matched) == ["capture.pcap", "observations.json"] and not evidence.absent
+
+
+def test_a_run_never_overwrites_a_signed_run(tmp_path, probe_home):
+    from probe.run import RunOptions, RunRefused, prepare
+    from tests.conftest import ROOT
+
+    (tmp_path / "report.dsse.json").write_bytes(b"{}")
+    opts = RunOptions(profile=ROOT / "lab/scenarios/small.profile.yaml", iface="eth0", out=tmp_path, home=probe_home)
+    with pytest.raises(RunRefused, match="already holds a signed report"):
+        prepare(opts)
+    assert (tmp_path / "report.dsse.json").read_bytes() == b"{}"
