@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from probe.home import ProbeHome
-from probe.keys import load_public_key, public_line
+from probe.home import PinnedAgent, ProbeHome
+from probe.keys import key_id, load_public_key, public_line
 from probe.outbox import Outbox
 from probe.report import verify_receipt
 from probe.sender import send_outbox
-from tests.agentkit import PROBE_ID, served_agent, setup_agent
+from tests.agentkit import PROBE_ID, free_port, served_agent, setup_agent
 from tests.reportkit import make_report
 
 ROUNDS = 40
@@ -95,3 +96,38 @@ def test_sigkilled_sender_delivers_every_report_exactly_once(agent_and_probe):
         accepted = db.execute("SELECT count(*) FROM audit_log WHERE action = 'report.accept'").fetchone()[0]
     assert sorted(stored) == sorted(queued)  # exactly once: no id twice, none missing
     assert accepted == len(queued)
+
+
+def test_unreachable_refused_and_wrongly_signed_receipts_keep_the_report_pending(agent_and_probe, tmp_path):
+    data, home, ident = agent_and_probe
+    outbox = Outbox(home.outbox_path)
+    envelope, verified = make_report(ident.private_key)
+    rid = verified.payload.report_id
+    outbox.enqueue(rid, envelope)
+    real = home.agent()
+
+    # nobody listening: bounded attempts with growing backoff, then given up; nothing moved
+    waits: list[float] = []
+    dead = PinnedAgent(url=f"http://127.0.0.1:{free_port()}", public_key=real.public_key, key_id=real.key_id)
+    [result] = send_outbox(outbox, dead, attempts=4, backoff=0.5, max_backoff=1.5, sleep=waits.append)
+    assert result.outcome == "unreachable" and waits == [0.5, 1.0, 1.5]
+    assert [e.report_id for e in outbox.pending()] == [rid]
+
+    # a receipt signed by a key other than the pinned one is not evidence: refused, not moved
+    impostor = Ed25519PrivateKey.generate().public_key()
+    unpinned = PinnedAgent(url=real.url, public_key=impostor, key_id=key_id(impostor))
+    [result] = send_outbox(outbox, unpinned)
+    assert result.outcome == "bad_receipt" and "unknown key" in result.detail
+    assert [e.report_id for e in outbox.pending()] == [rid] and outbox.pending()[0].receipt is None
+
+    # the agent stored it meanwhile; the right key now gets the same receipt and completes the move
+    [result] = send_outbox(outbox, real)
+    assert result.outcome == "sent" and outbox.pending() == [] and [e.report_id for e in outbox.sent()] == [rid]
+
+    # a report the agent refuses (another probe id than enrolled) stays pending, with the agent's reason
+    other_envelope, other = make_report(ident.private_key, probe=verified.payload.probe.model_copy(
+        update={"id": "someone-else"}))
+    outbox.enqueue(other.payload.report_id, other_envelope)
+    [result] = send_outbox(outbox, real)
+    assert result.outcome == "refused" and "HTTP 422" in result.detail and "someone-else" in result.detail
+    assert [e.report_id for e in outbox.pending()] == [other.payload.report_id]
