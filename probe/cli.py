@@ -53,6 +53,8 @@ def run(
     rate: Annotated[float, typer.Option(help="每秒最多发送的 ARP 请求 / ARP requests per second at most")] = 1000.0,
     retries: Annotated[int, typer.Option(help="未应答地址的重问次数 / times a silent address is asked again")] = 5,
     no_names: Annotated[bool, typer.Option("--no-names", help="不查询 NetBIOS 名称 / skip NetBIOS name queries")] = False,
+    no_dhcp: Annotated[bool, typer.Option("--no-dhcp", help="不发送 DHCP 探测（不租用地址）/ skip the DHCP discover "
+                                                             "(it never takes a lease)")] = False,
     timezone: Annotated[str, typer.Option(help="场所时区 / venue time zone")] = DEFAULT_TZ,
     home: HomeOption = None,
     task: Annotated[Optional[str], typer.Option(help="检查任务编号 / inspection task number")] = None,
@@ -68,8 +70,8 @@ def run(
     if not 0 <= retries <= 20:
         _refuse("--retries 须在 0–20 之间 / --retries must be within 0–20")
     opts = RunOptions(profile=profile, iface=iface, out=out_dir, allow_large=allow_large, rate=rate,
-                      retries=retries, names=not no_names, timezone=timezone, home=_home(home).root,
-                      task_id=task, inspectors=inspector or [])
+                      retries=retries, names=not no_names, dhcp=not no_dhcp, timezone=timezone,
+                      home=_home(home).root, task_id=task, inspectors=inspector or [])
     if send:
         _agent(_home(home))  # refuse before sweeping, not after, when no device is pinned
     try:
@@ -84,6 +86,11 @@ def run(
                   TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err, transient=False) as bar:
         sweep_task = bar.add_task("ARP 扫描 sweep", total=None, note="")
         names_task = bar.add_task("NetBIOS 名称 names", total=None, note="", visible=False)
+        dhcp_task = bar.add_task("DHCP 服务器 servers", total=None, note="", visible=False)
+
+        def on_stage(name: str) -> None:
+            if name == "dhcp":
+                bar.update(dhcp_task, visible=True, note="收集 OFFER / collecting offers (no lease)")
 
         def on_sweep(rnd: int, sent: int, total: int, found: int) -> None:
             bar.update(sweep_task, completed=sent, total=total, note=f"第{rnd}轮 round {rnd} · 发现 found {found}")
@@ -92,13 +99,14 @@ def run(
             bar.update(names_task, visible=True, completed=sent, total=total, note=f"第{rnd}轮 round {rnd}")
 
         try:
-            obs, findings = execute(prep, opts, RunProgress(sweep=on_sweep, names=on_names))
+            obs, findings = execute(prep, opts, RunProgress(stage=on_stage, sweep=on_sweep, names=on_names))
         except RunRefused as exc:
             _refuse(str(exc))
     sweep = obs.arp
     err.print(f"发现 {len(sweep.hosts)} 台在线主机 / {len(sweep.hosts)} live hosts in {sweep.seconds:.2f} s "
               f"({sum(r.asked for r in sweep.rounds)} requests, {len(sweep.rounds)} rounds); "
-              f"NetBIOS {len(obs.netbios.answers)}/{obs.netbios.queried}")
+              f"NetBIOS {len(obs.netbios.answers)}/{obs.netbios.queried}"
+              + (f"; DHCP 服务器 servers {len(obs.dhcp.offers)}" if obs.dhcp is not None else ""))
     print_findings(out, findings, f"{prep.profile.venue.name} · {obs.run.started_at.isoformat(timespec='seconds')}")
     out.print(f"输出 output: {out_dir}/findings.json, observations.json, capture.pcap, report.dsse.json "
               f"(已签名、已入发件箱 / signed, queued in the outbox)", highlight=False)

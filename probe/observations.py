@@ -137,6 +137,32 @@ class DhcpHostname(BaseModel):
     message_type: int | None = None
 
 
+class DhcpOffer(BaseModel):
+    """One DHCPOFFER answering the probe's DISCOVER; one per (server id, source MAC)."""
+
+    server_id: IPv4Address | None = Field(description="option 54; None when the server left it out")
+    source_mac: str = Field(description="Ethernet source of the offer's frame")
+    source_ip: IPv4Address = Field(description="IPv4 source of the offer's frame")
+    offered_address: IPv4Address = Field(description="yiaddr")
+    routers: list[IPv4Address] = Field(default_factory=list, description="option 3")
+    dns: list[IPv4Address] = Field(default_factory=list, description="option 6")
+    subnet_mask: IPv4Address | None = Field(default=None, description="option 1")
+    lease_seconds: int | None = Field(default=None, description="option 51")
+    first_seen: float = Field(description="seconds since the run started")
+    copies: int = Field(default=1, description="offers with the same server id and MAC (one per DISCOVER)")
+
+
+class DhcpDiscovery(BaseModel):
+    """Result of the active DHCP discovery: every offer in the window, no lease taken."""
+
+    xid: int
+    chaddr: str
+    sent: int = Field(description="DISCOVERs sent, all with the same xid and chaddr")
+    window_seconds: float
+    offers: list[DhcpOffer] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
 class ProbeInfo(BaseModel):
     """Who and where the probe was."""
 
@@ -171,3 +197,4 @@ class Observations(BaseModel):
     passive_arp: PassiveArp = Field(default_factory=PassiveArp)
     netbios: NetbiosSurvey = Field(default_factory=NetbiosSurvey)
     dhcp_hostnames: list[DhcpHostname] = Field(default_factory=list)
+    dhcp: DhcpDiscovery | None = Field(default=None, description="None when the discovery did not run")

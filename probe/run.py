@@ -24,9 +24,9 @@ from probe.findings import Finding, Status
 from probe.home import HomeError, ProbeHome, ProbeIdentity
 from probe.iface import Interface, InterfaceError, inspect_interface
 from probe.net import arp, netbios
-from probe.net.dhcp import DhcpHostnameListener
-from probe.net.link import LinkError, RawLink
-from probe.observations import NetbiosSurvey, Observations, ProbeInfo, RunInfo
+from probe.net.dhcp import DhcpHostnameListener, discover as dhcp_discover
+from probe.net.link import LinkError, RawLink, mac_str
+from probe.observations import DhcpDiscovery, NetbiosSurvey, Observations, ProbeInfo, RunInfo
 from probe.outbox import Outbox, OutboxFull
 from probe.profile import ProfileError, VenueProfile, load_profile
 from probe.report import (REPORT_FILE, ProbeRef, ReportPayload, RulesetRef, TaskRef, VenueRef, evidence_entries,
@@ -55,6 +55,7 @@ class RunOptions:
     rate: float = 1000.0
     retries: int = 5
     names: bool = True
+    dhcp: bool = True
     timezone: str = DEFAULT_TZ
     home: Path | None = None
     task_id: str | None = None
@@ -170,6 +171,10 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
             progress.stage("netbios")
             survey = netbios.survey(link, [(h.address, h.mac) for h in sweep.hosts], prep.probe_address.ip,
                                     progress=progress.names)
+        dhcp: DhcpDiscovery | None = None
+        if opts.dhcp:
+            progress.stage("dhcp")
+            dhcp = dhcp_discover(link, mac_str(link.mac))
         passive_arp = passive.stop()
         dhcp_seen = dhcp_names.stop()
     obs = Observations(
@@ -179,7 +184,7 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
                     probe=ProbeInfo(interface=prep.interface.name, mac=prep.interface.mac,
                                     address=prep.probe_address.ip, prefixlen=prep.probe_address.network.prefixlen),
                     capture_file=pcap.name),
-        arp=sweep, passive_arp=passive_arp, netbios=survey, dhcp_hostnames=dhcp_seen)
+        arp=sweep, passive_arp=passive_arp, netbios=survey, dhcp_hostnames=dhcp_seen, dhcp=dhcp)
     findings = evaluate(obs, prep.profile, prep.ruleset)
     write_json(opts.out / "observations.json", obs.model_dump(mode="json"))
     write_json(opts.out / "findings.json", findings_document(obs, findings, prep.ruleset))

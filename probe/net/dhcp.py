@@ -1,20 +1,31 @@
-"""DHCP seen passively: host names (option 12) that clients announce during the run.
+"""DHCP: host names seen passively (option 12), and every server that answers a DISCOVER.
 
-Never sends anything. Frames come from the run's raw link; the BOOTP part is
-dissected by scapy, and any frame scapy cannot make sense of is skipped and
-counted, never raised.
+The passive listener never sends anything; its BOOTP part is dissected by
+scapy, and any frame scapy cannot make sense of is skipped, never raised.
+
+The active part (:func:`discover`) broadcasts a few DHCPDISCOVERs from the
+probe's own MAC and collects every OFFER over a window. It never sends a
+REQUEST, so no server hands out a lease. Offers come from the network, so
+:func:`parse_offer` slices them by hand with bounds on everything and returns
+None for anything it does not understand.
 """
 
 from __future__ import annotations
 
+import secrets
+import struct
+import threading
+import time
 from ipaddress import IPv4Address
 
 from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
 
 from probe.net.link import Frame, RawLink, mac_str, parse_udp
-from probe.observations import DhcpHostname
+from probe.observations import DhcpDiscovery, DhcpHostname, DhcpOffer
 
-__all__ = ["DhcpHostnameListener", "parse_dhcp_hostname"]
+__all__ = ["DhcpHostnameListener", "parse_dhcp_hostname", "build_discover", "parse_offer", "discover"]
 
 MAX_HOSTNAME = 255
 
@@ -61,3 +72,156 @@ class DhcpHostnameListener:
         """Stop listening and return what was seen."""
         self._unsubscribe()
         return list(self._seen)
+
+
+# ---------------------------------------------------------------------------
+# Active: DISCOVER out, every OFFER in (never a REQUEST)
+# ---------------------------------------------------------------------------
+
+MAGIC_COOKIE = b"\x63\x82\x53\x63"
+BOOTP_FIXED = 236  # op .. file, before the magic cookie (RFC 2131 §2)
+BROADCAST_FLAG = 0x8000
+DISCOVER, OFFER = 1, 2
+# subnet mask, router, DNS, domain name, lease time, server id
+PARAMETER_REQUEST = bytes([1, 3, 6, 15, 51, 54])
+MAX_ADDRESSES = 16  # routers or DNS servers kept per offer; more is padding or an attack
+MAX_OFFERS = 64  # distinct (server, MAC) pairs kept per discovery
+
+
+def build_discover(mac: str, xid: int) -> bytes:
+    """A broadcast Ethernet/IPv4/UDP 68→67 DHCPDISCOVER from ``mac`` with transaction id ``xid``.
+
+    The broadcast flag makes servers broadcast their offers: without it they
+    unicast to a chaddr the probe's kernel does not own an address for yet
+    (DESIGN.md §9). No requested-address option, no REQUEST ever follows.
+    """
+    chaddr = bytes.fromhex(mac.replace(":", ""))
+    frame = (Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
+             / IP(src="0.0.0.0", dst="255.255.255.255", ttl=64)
+             / UDP(sport=68, dport=67)
+             / BOOTP(op=1, htype=1, hlen=6, xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr.ljust(16, b"\0"))
+             / DHCP(options=[("message-type", "discover"),
+                             ("param_req_list", list(PARAMETER_REQUEST)),
+                             ("client_id", b"\x01" + chaddr),
+                             "end"]))
+    # Old BOOTP relays drop messages shorter than 300 bytes of BOOTP (RFC 1542 §3.1.1).
+    udp_payload = len(frame[BOOTP])
+    if udp_payload < 300:
+        frame = frame / (b"\0" * (300 - udp_payload))  # lengths and checksums are computed on build
+    return bytes(frame)
+
+
+def _options(data: bytes) -> dict[int, bytes] | None:
+    """The options after the magic cookie, repeated ones joined (RFC 3396); None if malformed."""
+    out: dict[int, bytes] = {}
+    i = BOOTP_FIXED + 4
+    while i < len(data):
+        code = data[i]
+        if code == 255:
+            return out
+        if code == 0:
+            i += 1
+            continue
+        if i + 1 >= len(data):
+            return None
+        length = data[i + 1]
+        value = data[i + 2:i + 2 + length]
+        if len(value) != length:
+            return None
+        out[code] = out.get(code, b"") + value
+        i += 2 + length
+    return out  # no end option: tolerated, as real servers' padding sometimes cuts it
+
+
+def _addresses(raw: bytes | None) -> list[IPv4Address]:
+    """A list-of-addresses option; empty when absent or not a multiple of four bytes."""
+    if not raw or len(raw) % 4:
+        return []
+    return [IPv4Address(raw[i:i + 4]) for i in range(0, min(len(raw), 4 * MAX_ADDRESSES), 4)]
+
+
+def _one_address(raw: bytes | None) -> IPv4Address | None:
+    return IPv4Address(raw) if raw is not None and len(raw) == 4 else None
+
+
+def parse_offer(data: bytes, xid: int, time_: float = 0.0) -> DhcpOffer | None:
+    """The DHCPOFFER for transaction ``xid`` that this Ethernet frame carries, or None (anything else)."""
+    try:
+        udp = parse_udp(data)
+        if udp is None or udp.sport != 67 or udp.dport != 68:
+            return None
+        bootp = udp.payload
+        if len(bootp) < BOOTP_FIXED + 4 or bootp[0] != 2 or bootp[BOOTP_FIXED:BOOTP_FIXED + 4] != MAGIC_COOKIE:
+            return None
+        if struct.unpack_from("!I", bootp, 4)[0] != xid:
+            return None
+        opts = _options(bootp)
+        if opts is None or opts.get(53) != bytes([OFFER]):
+            return None
+        lease = opts.get(51)
+        return DhcpOffer(
+            server_id=_one_address(opts.get(54)), source_mac=mac_str(udp.eth_src), source_ip=IPv4Address(udp.src),
+            offered_address=IPv4Address(bootp[16:20]), routers=_addresses(opts.get(3)),
+            dns=_addresses(opts.get(6)), subnet_mask=_one_address(opts.get(1)),
+            lease_seconds=struct.unpack("!I", lease)[0] if lease is not None and len(lease) == 4 else None,
+            first_seen=round(time_, 6))
+    except (ValueError, IndexError, struct.error):  # hostile bytes: not an offer we understand
+        return None
+
+
+class _Offers:
+    """Offers for one xid, deduplicated by (server id, source MAC); filled by the link's receiver thread."""
+
+    def __init__(self, xid: int, cap: int = MAX_OFFERS) -> None:
+        self.xid = xid
+        self.cap = cap
+        self.by_key: dict[tuple[IPv4Address | None, str], DhcpOffer] = {}
+        self.lock = threading.Lock()
+
+    def on_frame(self, frame: Frame) -> None:
+        if frame.outgoing or (offer := parse_offer(frame.data, self.xid, frame.time)) is None:
+            return
+        key = (offer.server_id, offer.source_mac)
+        with self.lock:
+            seen = self.by_key.get(key)
+            if seen is not None:
+                seen.copies += 1
+            elif len(self.by_key) < self.cap:
+                self.by_key[key] = offer
+
+
+def discover(link: RawLink, probe_mac: str, window: float = 5.0, tries: int = 3, interval: float = 1.0,
+             xid: int | None = None) -> DhcpDiscovery:
+    """Broadcast ``tries`` DISCOVERs ``interval`` apart and collect every OFFER for ``window`` seconds.
+
+    All tries carry the same xid and chaddr, so each server keeps at most one
+    pending offer for the probe. The tries are sent even after a first offer
+    arrived: a second (rogue) server that lost the race, or that is slow
+    because it pings the address first, is still heard. The window is always
+    waited out in full for the same reason. Five seconds by default because
+    servers check an address is free before offering it (dnsmasq pings it
+    for 3 s, ISC dhcpd for 1 s), so a first offer can come 3 s late.
+    """
+    if tries < 1 or interval < 0 or window <= 0 or interval * (tries - 1) >= window:
+        raise ValueError("need tries ≥ 1 and every try inside the window")
+    xid = secrets.randbits(32) if xid is None else xid
+    frame = build_discover(probe_mac, xid)
+    offers = _Offers(xid)
+    unsubscribe = link.subscribe(offers.on_frame)
+    t0 = time.monotonic()
+    sent = 0
+    try:
+        for n in range(tries):
+            delay = t0 + n * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            link.send(frame)
+            sent += 1
+        if (left := t0 + window - time.monotonic()) > 0:
+            time.sleep(left)
+    finally:
+        unsubscribe()
+    with offers.lock:
+        found = sorted(offers.by_key.values(), key=lambda o: o.first_seen)
+    return DhcpDiscovery(xid=xid, chaddr=probe_mac.lower(), sent=sent, window_seconds=window, offers=found,
+                         seconds=round(time.monotonic() - t0, 4))
