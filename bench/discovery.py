@@ -255,7 +255,7 @@ def print_table(scenario: str, loss: float, live_n: int, stats: dict[str, dict[s
 
 def markdown(results: list[tuple[str, float, int, dict[str, dict[str, Any]]]], memory: dict[str, Any] | None,
              runs: int) -> str:
-    lines = [f"| scenario | loss | tool | median time (s) | min–max (s) | recall (median / min) | ours ÷ tool |",
+    lines = ["| scenario | loss | tool | median time (s) | min–max (s) | recall (median / min) | ours ÷ tool |",
              "|---|---|---|---|---|---|---|"]
     for scenario, loss, live_n, stats in results:
         ours = stats["ours"]

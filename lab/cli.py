@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import typer
 
 from lab.build import Lab, LabError
 from lab.scenario import ScenarioError, load_scenario, scenario_names
+from probe.report import REPORT_FILE, verify_report_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="模拟网吧实验环境（网络命名空间）/ A simulated café in network namespaces.")
@@ -143,7 +143,8 @@ def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name
     typer.echo(f"== 检查设备 inspector device: {url} (127.0.0.1 only); 发送 sending the outbox from the host side",
                err=True)
     sent = subprocess.call([str(Path(sys.executable).parent / "cafe-probe"), "send", "--home", str(paths.probe_home)])
-    report_id = json.loads(_envelope_payload(run_dir / "report.dsse.json"))["report_id"]
+    report, _ = verify_report_file(run_dir / REPORT_FILE, home.identity().public_key)
+    report_id = report.payload.report_id
     typer.echo("")
     typer.echo(f"报告 report:   {url}/ui/reports/{report_id}")
     typer.echo(f"登录 log in:   {', '.join(u for u, _, _ in OFFICERS)}; 密码在 passwords in "
@@ -152,12 +153,6 @@ def demo(scenario: Annotated[str, typer.Argument(help="场景名 / scenario name
                f"--pubkey {paths.probe_home / 'probe.pub'}")
     typer.echo(f"停止检查设备 stop the device: .venv/bin/cafe-lab demo-stop --out {out}")
     raise typer.Exit(0 if sent == 0 else sent)
-
-
-def _envelope_payload(path: Path) -> bytes:
-    import base64
-
-    return base64.b64decode(json.loads(path.read_bytes())["payload"])
 
 
 @app.command("demo-stop")

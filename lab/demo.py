@@ -30,10 +30,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy import select
 
+from agent_api.app import open_agent
+from agent_api.auth import create_officer, enroll_probe
+from agent_api.db import Officer, Probe
+from agent_api.settings import Settings
 from lab.netns import ProcRecord, is_running, record_of, stop
 from probe.home import ProbeHome
-from probe.keys import public_line, write_secret_file
+from probe.keys import load_public_key, public_line, write_secret_file
 
 __all__ = ["DemoPaths", "DemoError", "ensure_probe", "ensure_agent", "start_agent", "stop_agent", "OFFICERS"]
 
@@ -89,12 +94,6 @@ def ensure_probe(paths: DemoPaths) -> ProbeHome:
 
 def ensure_agent(paths: DemoPaths, home: ProbeHome) -> None:
     """Initialise the demo agent: database, receipt key, two officers, the probe enrolled (idempotent)."""
-    from agent_api.app import open_agent
-    from agent_api.auth import create_officer, enroll_probe
-    from agent_api.db import Officer, Probe
-    from agent_api.settings import Settings
-    from sqlalchemy import select
-
     agent = open_agent(Settings(data_dir=paths.agent_data))
     try:
         with agent.sessions() as db:
@@ -126,15 +125,12 @@ def _agent_answers(url: str, agent_pub_line: str) -> bool:
 
 def start_agent(paths: DemoPaths, port: int) -> str:
     """Serve the demo agent on 127.0.0.1:PORT in the background (reusing one already started); its URL."""
-    agent_pub = public_line(_load_agent_pub(paths))
+    agent_pub = public_line(load_public_key(paths.agent_data / "agent.pub"))
     url = _url(port)
-    running = _recorded(paths)
-    if running is not None:
-        if _agent_answers(url, agent_pub):
-            return url
-        stop(running)
-    if _agent_answers(url, agent_pub):
+    if _agent_answers(url, agent_pub):  # this demo's device, started by an earlier demo
         return url
+    if (stale := _recorded(paths)) is not None:  # ours, but not answering on this port
+        stop(stale)
     with paths.agent_log.open("ab") as log:
         proc = subprocess.Popen([_tool("cafe-agent"), "serve", "--host", "127.0.0.1", "--port", str(port),
                                  "--data", str(paths.agent_data)], stdout=log, stderr=subprocess.STDOUT,
@@ -150,12 +146,6 @@ def start_agent(paths: DemoPaths, port: int) -> str:
                             f"(port in use? try --port): {' | '.join(tail)}")
         time.sleep(0.2)
     return url
-
-
-def _load_agent_pub(paths: DemoPaths):
-    from probe.keys import load_public_key
-
-    return load_public_key(paths.agent_data / "agent.pub")
 
 
 def _recorded(paths: DemoPaths) -> ProcRecord | None:

@@ -49,7 +49,7 @@ def run(
     profile: Annotated[Path, typer.Option(help="场所档案 YAML / venue profile")],
     iface: Annotated[Optional[str], typer.Option(help="接入网吧交换机的接口（必填）/ interface on the café switch (required)")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="输出目录 / output directory")] = Path("out"),
-    allow_large: Annotated[bool, typer.Option(help=f"允许扫描大于 /20 的网段 / allow subnets larger than /20")] = False,
+    allow_large: Annotated[bool, typer.Option(help="允许扫描大于 /20 的网段 / allow subnets larger than /20")] = False,
     rate: Annotated[float, typer.Option(help="每秒最多发送的 ARP 请求 / ARP requests per second at most")] = 1000.0,
     retries: Annotated[int, typer.Option(help="未应答地址的重问次数 / times a silent address is asked again")] = 5,
     no_names: Annotated[bool, typer.Option("--no-names", help="不查询 NetBIOS 名称 / skip NetBIOS name queries")] = False,
@@ -196,15 +196,10 @@ def pin_agent(
     home: HomeOption = None,
 ) -> None:
     """记录检查设备地址并固定其回执公钥 / Pin the inspector device: its URL and receipt key."""
-    text = pubkey
-    if not pubkey.startswith("ed25519:"):
-        try:
-            text = public_line(load_public_key(Path(pubkey)))
-        except KeyFileError as exc:
-            _refuse(str(exc))
     try:
+        text = public_line(load_public_key(Path(pubkey))) if Path(pubkey).is_file() else pubkey
         agent = _home(home).pin_agent(url, text)
-    except HomeError as exc:
+    except (KeyFileError, HomeError) as exc:
         _refuse(str(exc))
     out.print(f"检查设备 agent: {agent.url} · 密钥编号 key id {agent.key_id}", highlight=False, markup=False, soft_wrap=True)
 
