@@ -7,7 +7,7 @@ I/O. A saved file re-evaluates to the same findings (``cafe-probe evaluate``).
 from __future__ import annotations
 
 from datetime import datetime
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -163,6 +163,113 @@ class DhcpDiscovery(BaseModel):
     seconds: float = 0.0
 
 
+class ForwardingHop(BaseModel):
+    """One step past a forwarder while following it: who sent time-exceeded at this TTL."""
+
+    ttl: int
+    address: IPv4Address | None = Field(description="source of the ICMP time-exceeded; None when nothing answered")
+
+
+class Forwarder(BaseModel):
+    """A live host that forwarded a packet addressed to the external target."""
+
+    address: IPv4Address = Field(description="the host's LAN address, from the sweep")
+    mac: str
+    how: Literal["ttl_exceeded", "tcp_answer"] = Field(
+        description="ttl_exceeded: it answered the TTL-1 packet with ICMP time-exceeded; "
+                    "tcp_answer: the target's SYN-ACK or RST came back through it")
+    answered_from: IPv4Address = Field(description="source of the time-exceeded, or of the TCP answer")
+    rtt_ms: float
+    path: list[ForwardingHop] = Field(default_factory=list, description="hops past it, TTL 2 upwards, when followed")
+
+    @property
+    def egress(self) -> IPv4Address | None:
+        """The first address past this forwarder that answered: the line it leads onto."""
+        return next((hop.address for hop in self.path if hop.address is not None), None)
+
+
+class ForwardingTest(BaseModel):
+    """Which live hosts route to the outside: TTL-1 framed to each, then one SYN to the silent ones."""
+
+    target: IPv4Address
+    port: int = Field(description="TCP port of the target used by every probe packet")
+    hosts: int = Field(description="live hosts tested")
+    ttl1_sent: int = 0
+    syn_enabled: bool
+    syn_sent: int = 0
+    follow_hops: int = Field(description="how far each forwarder was followed (0: not followed)")
+    follow_sent: int = 0
+    forwarders: list[Forwarder] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class ForeignArpAnswer(BaseModel):
+    """A host that answered an ARP request for an address outside the café's subnets."""
+
+    address: IPv4Address
+    mac: str
+    asked_as: Literal["probe", "own_address"] = Field(
+        description="probe: the request had sender 0.0.0.0 (RFC 5227); own_address: the probe's own address")
+
+
+class ForeignArpProbe(BaseModel):
+    """ARP requests for common router addresses of private ranges (rules/), and who answered."""
+
+    asked: list[IPv4Address]
+    answers: list[ForeignArpAnswer] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class SnmpInterface(BaseModel):
+    """One row of IF-MIB ifTable joined with ifXTable and the interface's IPv4 addresses (IP-MIB)."""
+
+    index: int
+    name: str | None = Field(default=None, description="ifName, else ifDescr")
+    descr: str | None = None
+    type: int | None = Field(default=None, description="ifType (IANAifType): 6 ethernetCsmacd, 24 softwareLoopback, …")
+    admin_up: bool | None = None
+    oper_up: bool | None = None
+    speed_mbps: int | None = Field(default=None, description="ifHighSpeed, else ifSpeed / 10⁶")
+    mac: str | None = None
+    addresses: list[IPv4Interface] = Field(default_factory=list)
+
+
+class SnmpRoute(BaseModel):
+    """One IPv4 route of the device's routing table."""
+
+    destination: IPv4Network
+    next_hop: IPv4Address | None = None
+    if_index: int | None = None
+    table: Literal["inetCidrRouteTable", "ipCidrRouteTable", "ipRouteTable"]
+
+
+class SnmpBridgeEntry(BaseModel):
+    """One learned entry of a switch's forwarding table (BRIDGE-MIB dot1dTpFdbTable or Q-BRIDGE)."""
+
+    mac: str
+    port: int = Field(description="bridge port number")
+    if_index: int | None = Field(default=None, description="the port's ifIndex (dot1dBasePortIfIndex)")
+    status: int | None = Field(default=None, description="3 learned, 4 self, 5 mgmt (dot1dTpFdbStatus)")
+
+
+class SnmpDevice(BaseModel):
+    """What one SNMP target of the profile answered, or why it could not be read."""
+
+    address: IPv4Address
+    role: Literal["router", "switch", "other"]
+    version: Literal["2c", "3"]
+    ok: bool
+    error: Literal["timeout", "auth", "no_access", "credentials_unreadable", "protocol", "network"] | None = None
+    error_detail: str | None = None
+    sys_descr: str | None = None
+    sys_name: str | None = None
+    interfaces: list[SnmpInterface] = Field(default_factory=list)
+    routes: list[SnmpRoute] = Field(default_factory=list)
+    bridge: list[SnmpBridgeEntry] = Field(default_factory=list)
+    truncated: bool = Field(default=False, description="a table was cut at the collector's row cap")
+    seconds: float = 0.0
+
+
 class ProbeInfo(BaseModel):
     """Who and where the probe was."""
 
@@ -198,3 +305,6 @@ class Observations(BaseModel):
     netbios: NetbiosSurvey = Field(default_factory=NetbiosSurvey)
     dhcp_hostnames: list[DhcpHostname] = Field(default_factory=list)
     dhcp: DhcpDiscovery | None = Field(default=None, description="None when the discovery did not run")
+    forwarding: ForwardingTest | None = Field(default=None, description="None when the test did not run")
+    foreign_arp: ForeignArpProbe | None = Field(default=None, description="None when the probe did not run")
+    snmp: list[SnmpDevice] = Field(default_factory=list)

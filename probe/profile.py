@@ -3,7 +3,7 @@
 The profile is a YAML file (key names are binding, see DESIGN.md §6)::
 
     venue:     {id, name, credit_code, address, licensed_terminals, licensed_servers}
-    network:   {subnets, probe_address, gateways, dhcp_servers, external_target}
+    network:   {subnets, probe_address, gateways, dhcp_servers, external_target, egress, forwarding}
     terminals: {hostname_pattern, first_address, mac_table}
     servers:   {billing, audit, cameras, log_sources, snmp}
 
@@ -374,6 +374,22 @@ class Venue(_Model):
         return code
 
 
+class Forwarding(_Model):
+    """How far the forwarding test may go (DUAL-UPLINK).
+
+    ``syn``: hosts that gave no ICMP answer to the TTL-1 packet get one
+    full-TTL TCP SYN to ``external_target`` (the only probe packet that
+    leaves the café; turn it off where even that is unwanted). ``port``: the
+    target's TCP port those packets use. ``follow_hops``: how many hops past
+    each forwarder to follow (TTL 2 upwards) to learn where its line leads;
+    0, the default, sends nothing past a forwarder.
+    """
+
+    syn: Annotated[bool, Field(strict=True)] = True
+    port: Annotated[int, Field(strict=True, ge=1, le=65535)] = 80
+    follow_hops: Annotated[int, Field(strict=True, ge=0, le=8)] = 0
+
+
 class Network(_Model):
     """The café LAN(s) and the registered infrastructure on them."""
 
@@ -386,6 +402,10 @@ class Network(_Model):
         default_factory=list
     )
     external_target: Address4 | None = None
+    # The first addresses past the registered gateways (the ISP's next hop of each registered line),
+    # as the forwarding test sees them when it follows a forwarder; empty: not registered.
+    egress: Annotated[list[Address4], BeforeValidator(_none_is_empty_list)] = Field(default_factory=list)
+    forwarding: Annotated[Forwarding, BeforeValidator(_none_is_empty_dict)] = Field(default_factory=Forwarding)
 
     @field_validator("subnets")
     @classmethod
@@ -670,6 +690,8 @@ class SnmpTarget(_Model):
     community_file: SecretFile | None = None
     v3: SnmpV3 | None = None
     role: Literal["router", "switch", "other"] = "other"
+    # Registered Internet lines on this router: more up WAN interfaces or default routes fail DUAL-UPLINK.
+    uplinks: Annotated[int, Field(strict=True, ge=1)] = 1
 
     @model_validator(mode="after")
     def _one_credential(self) -> SnmpTarget:

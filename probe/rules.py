@@ -7,7 +7,8 @@ with its words and legal basis. Files read (all under one directory):
 * ``ruleset.yaml`` — ``version`` and ``description``;
 * ``legal.yaml`` — the provisions, each valid on a date range;
 * ``result_types.yaml`` — the official result types with stable codes;
-* ``catalogue.yaml`` — one entry per check ID.
+* ``catalogue.yaml`` — one entry per check ID;
+* ``foreign_routers.yaml`` — common router addresses the probe asks for by ARP.
 
 Other ``*.yaml`` files there (signatures, holiday tables) have their own
 loaders, but they are covered by :attr:`Ruleset.sha256` all the same, so a
@@ -24,6 +25,7 @@ import string
 import unicodedata
 from datetime import date, datetime, timedelta
 from importlib import resources
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +53,7 @@ _RULESET_FILE = "ruleset.yaml"
 _LEGAL_FILE = "legal.yaml"
 _RESULT_TYPES_FILE = "result_types.yaml"
 _CATALOGUE_FILE = "catalogue.yaml"
+_FOREIGN_ROUTERS_FILE = "foreign_routers.yaml"
 
 # IDs appear in reports, exports and file names: keep them to a plain alphabet.
 _CHECK_ID = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*$")
@@ -179,6 +182,10 @@ class _CatalogueFile(_Data):
     checks: dict[str, dict[str, Any]]
 
 
+class _ForeignRoutersFile(_Data):
+    router_addresses: list[IPv4Address] = Field(min_length=1)
+
+
 class Ruleset(BaseModel):
     """A loaded, validated ruleset. Build it with :func:`load_ruleset`.
 
@@ -199,6 +206,9 @@ class Ruleset(BaseModel):
     result_types: dict[str, ResultType] = Field(description="by code")
     general_legal_basis: list[str] = Field(
         description="provisions behind the inspection itself, cited once per report"
+    )
+    foreign_router_addresses: list[IPv4Address] = Field(
+        description="common default router addresses of private ranges, asked for by ARP (FOREIGN-SUBNET)"
     )
 
     def check(self, check_id: str) -> CheckRule:
@@ -334,12 +344,13 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
     problems: list[str] = []
 
     raw = {name: _parse(name, tree, problems) for name in
-           (_RULESET_FILE, _LEGAL_FILE, _RESULT_TYPES_FILE, _CATALOGUE_FILE)}
+           (_RULESET_FILE, _LEGAL_FILE, _RESULT_TYPES_FILE, _CATALOGUE_FILE, _FOREIGN_ROUTERS_FILE)}
     header = _validate(_RulesetFile, raw[_RULESET_FILE], _RULESET_FILE, "", problems)
     legal = _validate(_LegalFile, raw[_LEGAL_FILE], _LEGAL_FILE, "", problems)
     types_file = _validate(_ResultTypesFile, raw[_RESULT_TYPES_FILE], _RESULT_TYPES_FILE, "",
                            problems)
     catalogue = _validate(_CatalogueFile, raw[_CATALOGUE_FILE], _CATALOGUE_FILE, "", problems)
+    foreign = _validate(_ForeignRoutersFile, raw[_FOREIGN_ROUTERS_FILE], _FOREIGN_ROUTERS_FILE, "", problems)
 
     # When a file failed, skip the cross-references into it (None below):
     # its own problems are listed already, and a flood of "unknown id" lines
@@ -354,7 +365,7 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
                      provisions, problems)
         checks = _load_checks(catalogue, provisions, result_types, problems)
 
-    if problems or not (header and catalogue) or provisions is None or result_types is None:
+    if problems or not (header and catalogue and foreign) or provisions is None or result_types is None:
         raise RulesError(problems or [f"{root}: ruleset could not be loaded"])
     return Ruleset(
         version=header.version,
@@ -365,6 +376,7 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
         provisions=provisions,
         result_types=result_types,
         general_legal_basis=list(catalogue.general_legal_basis),
+        foreign_router_addresses=list(dict.fromkeys(foreign.router_addresses)),
     )
 
 
