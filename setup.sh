@@ -13,7 +13,8 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(
   iproute2        # ip netns, veth, bridge: the lab café
   nftables        # lab: NAT on the router, frame loss on the switch
-  dnsmasq-base    # lab: the café router's real DHCP server
+  dnsmasq-base    # lab: the café router's real DHCP server, and the rogue ones
+  snmpd           # lab: the router's real SNMP agent (Net-SNMP; v2c and v3), read by probe/net/snmp.py
   arp-scan nmap   # peers measured by bench/discovery.py
   tcpdump         # reading capture.pcap
   ieee-data       # MAC vendor names (OUI registry)

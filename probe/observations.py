@@ -163,6 +163,21 @@ class DhcpDiscovery(BaseModel):
     seconds: float = 0.0
 
 
+class DhcpServerMessage(BaseModel):
+    """A DHCP server's answer to any client (OFFER, ACK or NAK), heard passively during the run.
+
+    One per (server id, source MAC, message type): the first one heard.
+    """
+
+    time: float = Field(description="seconds since the run started")
+    server_id: IPv4Address | None = Field(description="option 54; None when the server left it out")
+    source_mac: str = Field(description="Ethernet source of the message's frame")
+    source_ip: IPv4Address = Field(description="IPv4 source of the message's frame")
+    message_type: int = Field(description="option 53: 2 OFFER, 5 ACK, 6 NAK")
+    client_mac: str = Field(description="chaddr: the client answered")
+    routers: list[IPv4Address] = Field(default_factory=list, description="option 3")
+
+
 class ForwardingHop(BaseModel):
     """One step past a forwarder while following it: who sent time-exceeded at this TTL."""
 
@@ -308,3 +323,5 @@ class Observations(BaseModel):
     forwarding: ForwardingTest | None = Field(default=None, description="None when the test did not run")
     foreign_arp: ForeignArpProbe | None = Field(default=None, description="None when the probe did not run")
     snmp: list[SnmpDevice] = Field(default_factory=list)
+    dhcp_server_messages: list[DhcpServerMessage] = Field(
+        default_factory=list, description="DHCP server answers to any client, heard passively for the whole run")

@@ -8,6 +8,9 @@ probe's own MAC and collects every OFFER over a window. It never sends a
 REQUEST, so no server hands out a lease. Offers come from the network, so
 :func:`parse_offer` slices them by hand with bounds on everything and returns
 None for anything it does not understand.
+
+:class:`DhcpServerListener` hears every server's OFFER, ACK or NAK to any
+client for the whole run, through the same hand slicer (ROGUE-DHCP).
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ import struct
 import threading
 import time
 from ipaddress import IPv4Address
+from typing import NamedTuple
 
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from probe.net.link import Frame, RawLink, mac_str, parse_udp
-from probe.observations import DhcpDiscovery, DhcpHostname, DhcpOffer
+from probe.net.link import Frame, RawLink, Udp, mac_str, parse_udp
+from probe.observations import DhcpDiscovery, DhcpHostname, DhcpOffer, DhcpServerMessage
 
-__all__ = ["DhcpHostnameListener", "parse_dhcp_hostname", "build_discover", "parse_offer", "discover"]
+__all__ = ["DhcpHostnameListener", "parse_dhcp_hostname", "build_discover", "parse_offer", "discover",
+           "DhcpServerListener", "parse_server_message"]
 
 MAX_HOSTNAME = 255
 
@@ -144,20 +149,41 @@ def _one_address(raw: bytes | None) -> IPv4Address | None:
     return IPv4Address(raw) if raw is not None and len(raw) == 4 else None
 
 
+class _ServerReply(NamedTuple):
+    """The parts of a server → client DHCP message that every reader of one needs."""
+
+    udp: Udp
+    bootp: bytes
+    xid: int
+    message_type: int
+    options: dict[int, bytes]
+
+
+def _server_reply(data: bytes) -> _ServerReply | None:
+    """A BOOTREPLY from UDP 67 to 68 with the magic cookie and a message type (option 53), or None.
+
+    Slices only; may raise ValueError, IndexError or struct.error on hostile
+    bytes, which the public parsers turn into None.
+    """
+    udp = parse_udp(data)
+    if udp is None or udp.sport != 67 or udp.dport != 68:
+        return None
+    bootp = udp.payload
+    if len(bootp) < BOOTP_FIXED + 4 or bootp[0] != 2 or bootp[BOOTP_FIXED:BOOTP_FIXED + 4] != MAGIC_COOKIE:
+        return None
+    opts = _options(bootp)
+    if opts is None or len(kind := opts.get(53, b"")) != 1:
+        return None
+    return _ServerReply(udp, bootp, struct.unpack_from("!I", bootp, 4)[0], kind[0], opts)
+
+
 def parse_offer(data: bytes, xid: int, time_: float = 0.0) -> DhcpOffer | None:
     """The DHCPOFFER for transaction ``xid`` that this Ethernet frame carries, or None (anything else)."""
     try:
-        udp = parse_udp(data)
-        if udp is None or udp.sport != 67 or udp.dport != 68:
+        reply = _server_reply(data)
+        if reply is None or reply.xid != xid or reply.message_type != OFFER:
             return None
-        bootp = udp.payload
-        if len(bootp) < BOOTP_FIXED + 4 or bootp[0] != 2 or bootp[BOOTP_FIXED:BOOTP_FIXED + 4] != MAGIC_COOKIE:
-            return None
-        if struct.unpack_from("!I", bootp, 4)[0] != xid:
-            return None
-        opts = _options(bootp)
-        if opts is None or opts.get(53) != bytes([OFFER]):
-            return None
+        udp, bootp, opts = reply.udp, reply.bootp, reply.options
         lease = opts.get(51)
         return DhcpOffer(
             server_id=_one_address(opts.get(54)), source_mac=mac_str(udp.eth_src), source_ip=IPv4Address(udp.src),
@@ -225,3 +251,60 @@ def discover(link: RawLink, probe_mac: str, window: float = 5.0, tries: int = 3,
         found = sorted(offers.by_key.values(), key=lambda o: o.first_seen)
     return DhcpDiscovery(xid=xid, chaddr=probe_mac.lower(), sent=sent, window_seconds=window, offers=found,
                          seconds=round(time.monotonic() - t0, 4))
+
+
+# ---------------------------------------------------------------------------
+# Passive: every server's answer to any client, for the whole run
+# ---------------------------------------------------------------------------
+
+ACK, NAK = 5, 6
+SERVER_MESSAGES = frozenset({OFFER, ACK, NAK})
+MAX_SERVER_MESSAGES = 256  # distinct (server, MAC, type) kept per run; a flood beyond is counted only
+
+
+def parse_server_message(data: bytes, time_: float = 0.0) -> DhcpServerMessage | None:
+    """The OFFER, ACK or NAK of any transaction that this Ethernet frame carries, or None (anything else).
+
+    Terminals renew their leases all day; a second server answering them is
+    heard here even when it lost the race for the probe's own DISCOVER.
+    """
+    try:
+        reply = _server_reply(data)
+        if reply is None or reply.message_type not in SERVER_MESSAGES:
+            return None
+        opts = reply.options
+        return DhcpServerMessage(
+            time=round(time_, 6), server_id=_one_address(opts.get(54)), source_mac=mac_str(reply.udp.eth_src),
+            source_ip=IPv4Address(reply.udp.src), message_type=reply.message_type,
+            client_mac=mac_str(reply.bootp[28:34]), routers=_addresses(opts.get(3)))
+    except (ValueError, IndexError, struct.error):  # hostile bytes: not a message we understand
+        return None
+
+
+class DhcpServerListener:
+    """Collects DHCP server messages seen on the link, one per (server id, source MAC, type), up to ``cap``."""
+
+    def __init__(self, link: RawLink, cap: int = MAX_SERVER_MESSAGES) -> None:
+        self._cap = cap
+        self._by_key: dict[tuple[IPv4Address | None, str, int], DhcpServerMessage] = {}
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self._unsubscribe = link.subscribe(self._on_frame)
+
+    def _on_frame(self, frame: Frame) -> None:
+        if frame.outgoing or (msg := parse_server_message(frame.data, frame.time)) is None:
+            return
+        key = (msg.server_id, msg.source_mac, msg.message_type)
+        with self._lock:
+            if key in self._by_key:
+                return
+            if len(self._by_key) < self._cap:
+                self._by_key[key] = msg
+            else:
+                self.dropped += 1
+
+    def stop(self) -> list[DhcpServerMessage]:
+        """Stop listening and return what was seen, oldest first."""
+        self._unsubscribe()
+        with self._lock:
+            return sorted(self._by_key.values(), key=lambda m: m.time)
