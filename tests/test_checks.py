@@ -93,3 +93,30 @@ def test_evaluate_covers_the_catalogue_with_words_and_law(profile):
         if f.status in (Status.PASS, Status.FAIL):
             assert f.legal_basis
     assert all(f.status is Status.MANUAL for f in findings if f.check_id not in CHECKS)
+
+
+def test_hosts_acting_as_routers_or_dhcp_servers_are_not_terminals(profile):
+    from probe.observations import DhcpDiscovery, DhcpOffer, Forwarder, ForwardingTest
+
+    obs = _obs([
+        ("198.18.40.21", "02:00:00:00:00:02", "PC1"),
+        ("198.18.40.22", "02:00:00:00:00:03", "PC2"),
+        ("198.18.40.99", "02:00:00:00:00:0a", None),   # a plugged-in router: forwards
+        ("198.18.40.98", "02:00:00:00:00:0b", None),   # a rogue DHCP server
+        ("198.18.40.97", "02:00:00:00:00:0c", None),   # same address as nothing acting: a terminal still
+    ])
+    obs.forwarding = ForwardingTest(target="203.0.113.80", port=80, hosts=5, syn_enabled=True, follow_hops=0,
+                                    forwarders=[Forwarder(address="198.18.40.99", mac="02:00:00:00:00:0a",
+                                                          how="ttl_exceeded", answered_from="198.18.40.99",
+                                                          rtt_ms=0.4)])
+    obs.dhcp = DhcpDiscovery(xid=1, chaddr="02:00:00:00:00:fe", sent=3, window_seconds=5.0, offers=[
+        DhcpOffer(server_id="198.18.40.98", source_mac="02:00:00:00:00:0b", source_ip="198.18.40.98",
+                  offered_address="198.18.40.200", first_seen=1.0)])
+    ctx = CheckContext(observations=obs, profile=profile)
+    assert {str(h.address) for h in ctx.terminals} == {"198.18.40.21", "198.18.40.22", "198.18.40.97"}
+    count = _run("TERMINAL-COUNT", obs, profile)
+    assert count.evidence["seen"] == 3
+    # the same address from another MAC is not the router: it stays a terminal
+    obs.forwarding.forwarders[0].mac = "02:00:00:00:00:0d"
+    ctx = CheckContext(observations=obs, profile=profile)
+    assert "198.18.40.99" in {str(h.address) for h in ctx.terminals}

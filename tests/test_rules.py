@@ -19,7 +19,7 @@ AUTOMATIC = [
 ]
 MANUAL = ["SIGNAGE", "ADDRESS", "SECURITY-OFFICER", "REALNAME-ONSITE", "ONLINE-COUNT",
           "HARMFUL-INFO"]
-WITH_MODULES = {"IP-MAP", "TERMINAL-COUNT"}
+WITH_MODULES = {"IP-MAP", "TERMINAL-COUNT", "DUAL-UPLINK", "ROGUE-DHCP", "FOREIGN-SUBNET"}
 
 # Placeholders the check modules fill; a template drifting from these breaks a check.
 PLACEHOLDERS = {
@@ -74,7 +74,7 @@ def _problems(root: Path) -> str:
 
 
 def test_shipped_ruleset_loads(rules):
-    assert rules.version == "2026.11.0"
+    assert rules.version == "2026.11.1"
     assert len(rules.sha256) == 64
 
 

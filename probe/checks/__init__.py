@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from probe.checks import ip_map, terminal_count
+from probe.checks import dual_uplink, foreign_subnet, ip_map, rogue_dhcp, terminal_count
 from probe.checks.context import CheckContext
 from probe.findings import Verdict
 
 __all__ = ["CHECKS", "CheckContext"]
 
-_MODULES = (ip_map, terminal_count)
+_MODULES = (ip_map, terminal_count, dual_uplink, rogue_dhcp, foreign_subnet)
 
 CHECKS: dict[str, Callable[[CheckContext], Verdict]] = {m.CHECK_ID: m.check for m in _MODULES}

@@ -8,6 +8,7 @@ re-deriving it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import IPv4Address
@@ -16,7 +17,7 @@ from typing import Any, Literal
 from probe.observations import Observations
 from probe.profile import VenueProfile
 
-__all__ = ["CheckContext", "LiveHost"]
+__all__ = ["CheckContext", "LiveHost", "host_label", "listing"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,34 @@ class CheckContext:
         return hosts
 
     @cached_property
+    def acting_infrastructure(self) -> frozenset[tuple[IPv4Address, str]]:
+        """(address, MAC) of live hosts seen acting as routers or DHCP servers, registered or not.
+
+        A host that forwarded the probe's packets or answered as a DHCP server
+        is network gear, whatever else it is: counting it as a terminal would
+        blur TERMINAL-COUNT and IP-MAP with what DUAL-UPLINK and ROGUE-DHCP
+        already report.
+        """
+        obs = self.observations
+        acting = {(f.address, f.mac) for f in (obs.forwarding.forwarders if obs.forwarding else [])}
+        offers = obs.dhcp.offers if obs.dhcp else []
+        acting.update((o.source_ip, o.source_mac) for o in offers)
+        acting.update((m.source_ip, m.source_mac) for m in obs.dhcp_server_messages)
+        return frozenset(acting)
+
+    @cached_property
     def terminals(self) -> list[LiveHost]:
-        """Live hosts that are not registered infrastructure: the café's terminals, as far as is known."""
-        infra = self.infrastructure_addresses
-        return [h for h in self.live_hosts if h.address not in infra]
+        """Live hosts that are neither registered infrastructure nor seen acting as such: the café's terminals."""
+        infra, acting = self.infrastructure_addresses, self.acting_infrastructure
+        return [h for h in self.live_hosts if h.address not in infra and (h.address, h.mac) not in acting]
+
+
+def listing(items: Sequence[str], limit: int) -> str:
+    """Items joined for a summary sentence, at most ``limit`` of them, then how many more ("… (+3)")."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" … (+{len(items) - limit})" if len(items) > limit else "")
+
+
+def host_label(address: object, mac: str) -> str:
+    """One host as a summary names it: ``198.18.7.2 (02:00:5e:00:00:07)``."""
+    return f"{address} ({mac})"
