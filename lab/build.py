@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from lab import netns as ns
-from lab.scenario import Scenario, Terminal, load_scenario
+from lab import snmpd
+
+from lab.scenario import SNMP_V3_USER, Scenario, Terminal, load_scenario, stage_profile
 
 __all__ = ["Lab", "LabError", "STATE_ROOT"]
 
@@ -77,7 +79,8 @@ class Lab:
             raise LabError(f"lab '{self.id}' is already up; run 'cafe-lab down --id {self.id}' first")
         if os.geteuid() != 0:
             raise LabError("the lab needs root (it creates network namespaces)")
-        for tool in ("ip", "nft", "dnsmasq"):
+        tools = ["ip", "nft", "dnsmasq"] + (["snmpd"] if self.scenario.router.snmp != "off" else [])
+        for tool in tools:
             if shutil.which(tool) is None:
                 raise LabError(f"'{tool}' is not installed (run the README's set-up)")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -124,13 +127,20 @@ class Lab:
         sc = self.scenario
         sw, probe, rt, isp = (self.nsname(r) for r in ("sw", "probe", "rt", "isp"))
         live = [t for t in self.terminals if t.power == "on"]
-        self._add_namespaces([sw, probe, rt, isp] + [self._tns(t) for t in live])
-        for name in (sw, probe, rt, isp):
+        extra = [self.nsname("net")]
+        extra += [self.nsname(f"r{k}") for k in range(1, len(sc.routers) + 1)]
+        extra += [self._dhcp_ns(k) for k in range(1, len(sc.rogue_dhcp) + 1) if self._dhcp_router(k) is None]
+        extra += [self.nsname(f"f{k}") for k in range(1, len(sc.foreign) + 1)]
+        extra += [self.nsname("isp2")] if sc.uses_isp2 else []
+        self._add_namespaces([sw, probe, rt, isp, *extra] + [self._tns(t) for t in live])
+        for name in (sw, probe, rt, isp, *extra):
             with ns.inside(name):
                 ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
                 ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
         with ns.inside(rt):
             ns.sysctl("net.ipv4.ip_forward", 1)
+        self.staged_profile.parent.mkdir(parents=True, exist_ok=True)
+        _, lab_secrets = stage_profile(sc, self.staged_profile.parent)
 
         prefix = sc.lan.subnet.prefixlen
         switch = ["link add br0 type bridge", "link set br0 up",
@@ -145,44 +155,144 @@ class Lab:
         ns.ip_batch(["link set lo up", f"link set {PROBE_IFACE} up",
                      f"addr add {sc.lan.probe}/{prefix} dev {PROBE_IFACE}"], netns=probe)
         ns.ip_batch(["link set lo up", "link set lan0 up", f"addr add {sc.lan.router}/{prefix} dev lan0",
-                     f"link add wan0 type veth peer name isp0 netns {isp}", "link set wan0 up",
+                     f"link add wan0 type veth peer name w-rt netns {isp}", "link set wan0 up",
                      f"addr add {sc.isp.router_wan}/{sc.isp.subnet.prefixlen} dev wan0",
                      f"route add default via {sc.isp.gateway}"], netns=rt)
-        ns.ip_batch(["link set lo up", "link set isp0 up"]
-                    + [f"addr add {a}/{sc.isp.subnet.prefixlen} dev isp0" for a in [sc.isp.gateway, *sc.isp.hosts]],
-                    netns=isp)
-        ns.run_in(rt, ["nft", "-f", "-"], stdin=(
-            "table ip lab_nat {\n chain postrouting {\n  type nat hook postrouting priority 100;\n"
-            '  oifname "wan0" masquerade\n }\n}\n'))
+        # The ISP side is a bridge, so more than one café router can hang off it. The Internet's hosts
+        # sit one hop further (namespace "net"), so a path past a router shows the ISP's gateway first.
+        net = self.nsname("net")
+        with ns.inside(isp):
+            ns.sysctl("net.ipv4.ip_forward", 1)
+        ns.ip_batch(["link set lo up", "link add wan type bridge", "link set wan up",
+                     "link set w-rt master wan up", f"addr add {sc.isp.gateway}/{sc.isp.subnet.prefixlen} dev wan",
+                     f"link add tr-net type veth peer name tr0 netns {net}", "link set tr-net up"]
+                    + [f"route add {h}/32 dev tr-net" for h in sc.isp.hosts], netns=isp)
+        with ns.inside(isp):
+            # The routers see the hosts as on-link (same /24): the ISP answers ARP for them.
+            ns.sysctl("net.ipv4.conf.wan.proxy_arp", 1)
+        ns.ip_batch(["link set lo up", "link set tr0 up"] + [f"addr add {h}/32 dev tr0" for h in sc.isp.hosts]
+                    + [f"route add default via {sc.isp.gateway} dev tr0 onlink"], netns=net)
+        if sc.uses_isp2:
+            self._build_isp2()
+        if sc.router.second_wan:
+            isp2 = self.nsname("isp2")
+            ns.ip_batch([f"link add wan1 type veth peer name w-rt netns {isp2}", "link set wan1 up",
+                         f"addr add {sc.isp2.subnet.network_address + 2}/{sc.isp2.subnet.prefixlen} dev wan1",
+                         f"route add default via {sc.isp2.gateway} metric 200"], netns=rt)
+            ns.ip_batch(["link set w-rt master wan up"], netns=isp2)
+        _nat(rt, icmp=sc.router.icmp)
+        for k, spec in enumerate(sc.routers, start=1):
+            self._build_router(k, spec.address, spec.isp, spec.icmp)
+        for k in range(1, len(sc.rogue_dhcp) + 1):
+            if self._dhcp_router(k) is None:
+                self._plug(self._dhcp_ns(k), f"p-d{k}", sc.rogue_dhcp_mac(k),
+                           f"{sc.rogue_dhcp[k - 1].address}/{prefix}")
+        for k, dev in enumerate(sc.foreign, start=1):
+            self._plug(self.nsname(f"f{k}"), f"p-f{k}", sc.foreign_mac(k), str(dev.address), ifname="eth0")
         self.set_loss(sc.switch.loss_percent)
-        self._start_dnsmasq(rt)
+        self._start_dnsmasq(rt, "dnsmasq", sc.lan.dhcp_range, sc.lan.router, authoritative=True)
+        for k, spec in enumerate(sc.rogue_dhcp, start=1):
+            where = self._dhcp_router(k) or self._dhcp_ns(k)
+            self._start_dnsmasq(where, f"rogue{k}", spec.range, spec.router or spec.address, authoritative=False)
+        if sc.router.snmp != "off":
+            self._start_snmpd(rt, lab_secrets)
         self._start_terminals(live)
+
+    @property
+    def staged_profile(self) -> Path:
+        """The venue profile as staged for this lab, its secrets beside it (see stage_profile)."""
+        return self.state_dir / "profile" / self.scenario.profile_path.name
+
+    def _dhcp_ns(self, k: int) -> str:
+        return self.nsname(f"d{k}")
+
+    def _dhcp_router(self, k: int) -> str | None:
+        """The namespace of the extra router a rogue DHCP server runs in, if it shares that router's address."""
+        address = self.scenario.rogue_dhcp[k - 1].address
+        for j, r in enumerate(self.scenario.routers, start=1):
+            if r.address == address:
+                return self.nsname(f"r{j}")
+        return None
+
+    def _plug(self, netns: str, port: str, mac: str, address: str, ifname: str = "lan0") -> None:
+        """Plug a device namespace into the switch with one address."""
+        ns.ip_batch([f"link add {port} type veth peer name {ifname} address {mac} netns {netns}",
+                     f"link set {port} master br0 up"], netns=self.nsname("sw"))
+        ns.ip_batch(["link set lo up", f"link set {ifname} up", f"addr add {address} dev {ifname}"], netns=netns)
+
+    def _build_isp2(self) -> None:
+        """The second ISP: a bridge for its customers' lines and a transit link to the first ISP's side.
+
+        Both ISPs reach the external target (it lives on the first ISP's side,
+        as one Internet address reachable over either line would).
+        """
+        sc, isp, isp2 = self.scenario, self.nsname("isp"), self.nsname("isp2")
+        transit = sc.isp2.subnet.broadcast_address - 1
+        with ns.inside(isp2):
+            ns.sysctl("net.ipv4.ip_forward", 1)
+        ns.ip_batch(["link set lo up", "link add wan type bridge", "link set wan up",
+                     f"addr add {sc.isp2.gateway}/{sc.isp2.subnet.prefixlen} dev wan",
+                     f"link add tr0 type veth peer name tr2 netns {isp}", "link set tr0 up",
+                     f"addr add {transit}/32 dev tr0",
+                     f"route add {sc.isp.subnet} via {sc.isp.gateway} dev tr0 onlink"], netns=isp2)
+        ns.ip_batch(["link set tr2 up", f"route add {sc.isp2.subnet} via {transit} dev tr2 onlink"], netns=isp)
+
+    def _build_router(self, k: int, address: object, isp_side: str, icmp: bool) -> None:
+        """Extra router k: LAN side on the switch, NAT out to the main or the second ISP."""
+        sc = self.scenario
+        netns = self.nsname(f"r{k}")
+        upstream = self.nsname("isp" if isp_side == "main" else "isp2")
+        subnet = sc.isp.subnet if isp_side == "main" else sc.isp2.subnet
+        gateway = sc.isp.gateway if isp_side == "main" else sc.isp2.gateway
+        with ns.inside(netns):
+            ns.sysctl("net.ipv4.ip_forward", 1)
+        self._plug(netns, f"p-r{k}", sc.extra_router_mac(k), f"{address}/{sc.lan.subnet.prefixlen}")
+        ns.ip_batch([f"link add wan0 type veth peer name w-r{k} netns {upstream}", "link set wan0 up",
+                     f"addr add {sc.wan_address(k, isp_side)}/{subnet.prefixlen} dev wan0",  # type: ignore[arg-type]
+                     f"route add default via {gateway}"], netns=netns)
+        ns.ip_batch([f"link set w-r{k} master wan up"], netns=upstream)
+        _nat(netns, icmp=icmp)
 
     def _tns(self, t: Terminal) -> str:
         return self.nsname(f"t{t.number}")
 
-    def _start_dnsmasq(self, rt: str) -> None:
+    def _start_dnsmasq(self, netns: str, what: str, dhcp_range: tuple, router: object, authoritative: bool) -> None:
+        """A real dnsmasq serving DHCP only on ``lan0`` of ``netns`` (the legal server or a rogue one)."""
         sc = self.scenario
-        lo, hi = sc.lan.dhcp_range
+        lo, hi = dhcp_range
         argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-                "--port=0", "--interface=lan0", "--bind-interfaces", "--user=root", "--dhcp-authoritative",
+                "--port=0", "--interface=lan0", "--bind-interfaces", "--user=root",
                 f"--dhcp-range={lo},{hi},{sc.lan.subnet.netmask},12h",
-                f"--dhcp-option=option:router,{sc.lan.router}",
-                f"--dhcp-option=option:dns-server,{sc.lan.router}",
-                f"--dhcp-leasefile={self.state_dir / 'dnsmasq.leases'}",
-                f"--pid-file={self.state_dir / 'dnsmasq.pid'}",
-                f"--log-facility={self.state_dir / 'dnsmasq.log'}", "--log-dhcp"]
-        proc, rec = ns.spawn(rt, argv, "dnsmasq", self.state_dir / "dnsmasq.out")
+                f"--dhcp-option=option:router,{router}",
+                f"--dhcp-option=option:dns-server,{router}",
+                f"--dhcp-leasefile={self.state_dir / f'{what}.leases'}",
+                f"--pid-file={self.state_dir / f'{what}.pid'}",
+                f"--log-facility={self.state_dir / f'{what}.log'}", "--log-dhcp"]
+        if authoritative:
+            argv.append("--dhcp-authoritative")
+        proc, rec = ns.spawn(netns, argv, what, self.state_dir / f"{what}.out")
         self._record(rec)
         time.sleep(0.2)
         if proc.poll() is not None:
-            raise LabError(f"dnsmasq exited: {(self.state_dir / 'dnsmasq.out').read_text()[-500:]}")
+            raise LabError(f"{what} exited: {(self.state_dir / f'{what}.out').read_text()[-500:]}")
+
+    def _start_snmpd(self, rt: str, lab_secrets: dict[str, str]) -> None:
+        """Debian's real snmpd on the router's LAN address (v2c community and a v3 authPriv user)."""
+        sc = self.scenario
+        config = snmpd.snmpd_config(sc.lan.router, lab_secrets["snmp.community"], SNMP_V3_USER,
+                                    lab_secrets["snmp-v3.auth"], lab_secrets["snmp-v3.priv"])
+        _, rec = snmpd.start_snmpd(rt, self.state_dir, config, sc.lan.router)
+        self._record(rec)
 
     def _start_terminals(self, live: list[Terminal]) -> None:
         sc = self.scenario
         spec = {"terminals": [dict(netns=self._tns(t), number=t.number, name=t.name, address=str(t.address),
                                    prefixlen=sc.lan.subnet.prefixlen, gateway=str(sc.lan.router), mac=t.mac,
-                                   netbios=t.netbios, icmp=t.icmp) for t in live]}
+                                   netbios=t.netbios, icmp=t.icmp,
+                                   dhcp_interval=sc.terminals.dhcp_interval if t.dhcp_name else None)
+                              for t in live],
+                "chatter": [dict(netns=self.nsname(f"f{k}"), target=str(f.chatter_to), interval=f.interval)
+                            for k, f in enumerate(sc.foreign, start=1) if f.chatter_to is not None]}
         spec_path = self.state_dir / "terminals.json"
         spec_path.write_text(json.dumps(spec))
         # The daemon itself runs in the switch namespace: it enters each terminal's namespace to work.
@@ -241,23 +351,57 @@ class Lab:
     def truth(self) -> dict[str, Any]:
         """The ground truth of what was built, as JSON-ready data."""
         sc = self.scenario
+        routers = [{"address": str(r.address), "mac": sc.extra_router_mac(k), "isp": r.isp, "icmp": r.icmp,
+                    "wan": str(sc.wan_address(k, r.isp)),
+                    "egress": str(sc.isp.gateway if r.isp == "main" else sc.isp2.gateway)}
+                   for k, r in enumerate(sc.routers, start=1)]
+        router_macs = {r["address"]: r["mac"] for r in routers}
+        rogue = [{"address": str(d.address), "mac": router_macs.get(str(d.address), sc.rogue_dhcp_mac(k)),
+                  "range": [str(a) for a in d.range], "router": str(d.router or d.address),
+                  "in_router": str(d.address) in router_macs}
+                 for k, d in enumerate(sc.rogue_dhcp, start=1)]
         return {
             "scenario": sc.name,
             "lab_id": self.id,
-            "profile": str(sc.profile_path),
+            "profile": str(self.staged_profile),
             "loss_percent": self._state.get("loss_percent", sc.switch.loss_percent),
             "probe": {"netns": self.probe_netns, "interface": PROBE_IFACE, "address": str(sc.lan.probe),
                       "prefixlen": sc.lan.subnet.prefixlen, "mac": self.probe_mac},
             "lan": {"subnet": str(sc.lan.subnet),
-                    "router": {"address": str(sc.lan.router), "mac": sc.router_mac()},
+                    "router": {"address": str(sc.lan.router), "mac": sc.router_mac(), "snmp": sc.router.snmp,
+                               "second_wan": sc.router.second_wan, "icmp": sc.router.icmp,
+                               "egress": str(sc.isp.gateway)},
                     "dhcp_range": [str(a) for a in sc.lan.dhcp_range]},
             "isp": {"subnet": str(sc.isp.subnet), "router_wan": str(sc.isp.router_wan),
                     "hosts": [str(h) for h in sc.isp.hosts]},
+            "isp2": {"subnet": str(sc.isp2.subnet), "gateway": str(sc.isp2.gateway)} if sc.uses_isp2 else None,
+            "routers": routers,
+            "rogue_dhcp": rogue,
+            "foreign": [{"address": str(f.address.ip), "mac": sc.foreign_mac(k), "chatty": f.chatter_to is not None}
+                        for k, f in enumerate(sc.foreign, start=1)],
             "terminals": [{**t.model_dump(mode="json"), "mismatch": t.mismatch} for t in self.terminals],
             "live_hosts": [{"address": str(sc.lan.router), "mac": sc.router_mac(), "role": "router"}]
+                          + [{"address": r["address"], "mac": r["mac"], "role": "extra_router"} for r in routers]
+                          + [{"address": d["address"], "mac": d["mac"], "role": "rogue_dhcp"}
+                             for d in rogue if not d["in_router"]]
                           + [{"address": str(t.address), "mac": t.mac, "role": "terminal", "number": t.number}
                              for t in self.terminals if t.power == "on"],
         }
+
+
+def _nat(netns: str, icmp: bool) -> None:
+    """Masquerade everything leaving a router's WAN lines; optionally drop every ICMP it would send.
+
+    ICMP errors for forwarded packets (time-exceeded) are locally generated,
+    so they pass the output hook: dropping there makes a router that forwards
+    but never tells, as many consumer routers are set up.
+    """
+    rules = ("table ip lab_nat {\n chain postrouting {\n  type nat hook postrouting priority 100;\n"
+             '  oifname "wan*" masquerade\n }\n}\n')
+    if not icmp:
+        rules += ("table ip lab_icmp {\n chain output {\n  type filter hook output priority 0;\n"
+                  "  meta l4proto icmp drop\n }\n}\n")
+    ns.run_in(netns, ["nft", "-f", "-"], stdin=rules)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

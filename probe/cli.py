@@ -55,6 +55,10 @@ def run(
     no_names: Annotated[bool, typer.Option("--no-names", help="不查询 NetBIOS 名称 / skip NetBIOS name queries")] = False,
     no_dhcp: Annotated[bool, typer.Option("--no-dhcp", help="不发送 DHCP 探测（不租用地址）/ skip the DHCP discover "
                                                              "(it never takes a lease)")] = False,
+    no_forwarding: Annotated[bool, typer.Option("--no-forwarding", help="不做转发（双线路）测试 / skip the forwarding "
+                                                                         "(second uplink) test")] = False,
+    no_snmp: Annotated[bool, typer.Option("--no-snmp", help="不读取档案中的 SNMP 设备 / skip the profile's SNMP "
+                                                             "targets")] = False,
     timezone: Annotated[str, typer.Option(help="场所时区 / venue time zone")] = DEFAULT_TZ,
     home: HomeOption = None,
     task: Annotated[Optional[str], typer.Option(help="检查任务编号 / inspection task number")] = None,
@@ -70,7 +74,8 @@ def run(
     if not 0 <= retries <= 20:
         _refuse("--retries 须在 0–20 之间 / --retries must be within 0–20")
     opts = RunOptions(profile=profile, iface=iface, out=out_dir, allow_large=allow_large, rate=rate,
-                      retries=retries, names=not no_names, dhcp=not no_dhcp, timezone=timezone,
+                      retries=retries, names=not no_names, dhcp=not no_dhcp, forwarding=not no_forwarding,
+                      snmp=not no_snmp, timezone=timezone,
                       home=_home(home).root, task_id=task, inspectors=inspector or [])
     if send:
         _agent(_home(home))  # refuse before sweeping, not after, when no device is pinned
@@ -86,11 +91,24 @@ def run(
                   TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err, transient=False) as bar:
         sweep_task = bar.add_task("ARP 扫描 sweep", total=None, note="")
         names_task = bar.add_task("NetBIOS 名称 names", total=None, note="", visible=False)
-        dhcp_task = bar.add_task("DHCP 服务器 servers", total=None, note="", visible=False)
+        stages = {
+            "dhcp": bar.add_task("DHCP 服务器 servers", total=None, note="", visible=False),
+            "foreign": bar.add_task("网段外设备 foreign subnets", total=None, note="", visible=False),
+            "forwarding": bar.add_task("转发测试 forwarding", total=None, note="", visible=False),
+            "snmp": bar.add_task("SNMP 设备 devices", total=None, note="", visible=False),
+        }
+        notes = {"dhcp": "收集 OFFER / collecting offers (no lease)",
+                 "foreign": "ARP 询问常见路由器地址 / asking for common router addresses",
+                 "forwarding": "TTL 1，必要时一个 SYN / TTL 1, then one SYN where silent",
+                 "snmp": "只读 / read-only"}
+        current: list[str] = []
 
         def on_stage(name: str) -> None:
-            if name == "dhcp":
-                bar.update(dhcp_task, visible=True, note="收集 OFFER / collecting offers (no lease)")
+            if current and current[-1] in stages:  # the stage before is over
+                bar.update(stages[current[-1]], total=1, completed=1)
+            current.append(name)
+            if name in stages:
+                bar.update(stages[name], visible=True, note=notes[name])
 
         def on_sweep(rnd: int, sent: int, total: int, found: int) -> None:
             bar.update(sweep_task, completed=sent, total=total, note=f"第{rnd}轮 round {rnd} · 发现 found {found}")
@@ -102,11 +120,14 @@ def run(
             obs, findings = execute(prep, opts, RunProgress(stage=on_stage, sweep=on_sweep, names=on_names))
         except RunRefused as exc:
             _refuse(str(exc))
+        on_stage("done")
     sweep = obs.arp
     err.print(f"发现 {len(sweep.hosts)} 台在线主机 / {len(sweep.hosts)} live hosts in {sweep.seconds:.2f} s "
               f"({sum(r.asked for r in sweep.rounds)} requests, {len(sweep.rounds)} rounds); "
               f"NetBIOS {len(obs.netbios.answers)}/{obs.netbios.queried}"
-              + (f"; DHCP 服务器 servers {len(obs.dhcp.offers)}" if obs.dhcp is not None else ""))
+              + (f"; DHCP 服务器 servers {len(obs.dhcp.offers)}" if obs.dhcp is not None else "")
+              + (f"; 转发主机 forwarders {len(obs.forwarding.forwarders)}" if obs.forwarding is not None else "")
+              + (f"; SNMP {sum(d.ok for d in obs.snmp)}/{len(obs.snmp)}" if obs.snmp else ""))
     print_findings(out, findings, f"{prep.profile.venue.name} · {obs.run.started_at.isoformat(timespec='seconds')}")
     out.print(f"输出 output: {out_dir}/findings.json, observations.json, capture.pcap, report.dsse.json "
               f"(已签名、已入发件箱 / signed, queued in the outbox)", highlight=False)

@@ -49,6 +49,24 @@ def _detail(f: Finding) -> str:
             shown = ", ".join(f"#{s['number']}@{s['address']}" if s.get("number") is not None else s["address"]
                               for s in ev["sample"])
             lines.append(f"  请现场核对 confirm on site: {shown}")
+    elif f.check_id == "DUAL-UPLINK":
+        for r in ev.get("snmp", []):
+            if r.get("error"):
+                lines.append(f"  SNMP {r['address']}: 无法读取 unreadable ({r['error']})")
+            else:
+                wan = ", ".join(r["wan_up"]) or "-"
+                lines.append(f"  SNMP {r['address']}: 外网口 WAN up {len(r['wan_up'])} ({wan}) · 默认路由 default "
+                             f"routes {len(r['default_routes'])} · 登记线路 registered {r['uplinks']}")
+        if ev.get("egress"):
+            registered = ", ".join(ev.get("egress_registered") or []) or "-"
+            lines.append(f"  出口 egress: {', '.join(ev['egress'])} (登记 registered: {registered})")
+    elif f.check_id == "ROGUE-DHCP":
+        for r in ev.get("servers", [])[:8]:
+            mark = "已登记 registered" if r["registered"] else "未登记 unregistered"
+            lines.append(f"  {r['server_id'] or r['source_ip']} ({r['mac']}) 网关 router {r['router'] or '-'} · {mark}")
+    elif f.check_id == "FOREIGN-SUBNET":
+        for h in ev.get("hosts", [])[:8]:
+            lines.append(f"  {h['address']} ({h['mac']}) · {h.get('how', '')}")
     return ("\n" + "\n".join(lines)) if lines else ""
 
 

@@ -23,10 +23,13 @@ from probe.evaluate import evaluate, findings_document
 from probe.findings import Finding, Status
 from probe.home import HomeError, ProbeHome, ProbeIdentity
 from probe.iface import Interface, InterfaceError, inspect_interface
-from probe.net import arp, netbios
-from probe.net.dhcp import DhcpHostnameListener, discover as dhcp_discover
+from probe.net import arp, netbios, snmp
+from probe.net.dhcp import DhcpHostnameListener, DhcpServerListener, discover as dhcp_discover
+from probe.net.foreign import ask_router_addresses
+from probe.net.forwarding import probe_forwarding
 from probe.net.link import LinkError, RawLink, mac_str
-from probe.observations import DhcpDiscovery, NetbiosSurvey, Observations, ProbeInfo, RunInfo
+from probe.observations import (DhcpDiscovery, ForwardingTest, NetbiosSurvey, Observations, ProbeInfo, RunInfo,
+                                SnmpDevice)
 from probe.outbox import Outbox, OutboxFull
 from probe.profile import ProfileError, VenueProfile, load_profile
 from probe.report import (REPORT_FILE, ProbeRef, ReportPayload, RulesetRef, TaskRef, VenueRef, evidence_entries,
@@ -56,6 +59,8 @@ class RunOptions:
     retries: int = 5
     names: bool = True
     dhcp: bool = True
+    forwarding: bool = True
+    snmp: bool = True
     timezone: str = DEFAULT_TZ
     home: Path | None = None
     task_id: str | None = None
@@ -160,9 +165,11 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
         link = RawLink(prep.interface.name, pcap)
     except LinkError as exc:
         raise RunRefused(str(exc)) from None
+    network = prep.profile.network
     with link:
         passive = arp.PassiveArpListener(link)
         dhcp_names = DhcpHostnameListener(link)
+        dhcp_servers = DhcpServerListener(link)
         progress.stage("arp")
         sweep = arp.sweep(link, prep.profile.network.subnets, prep.probe_address.ip, rate=opts.rate,
                           retries=opts.retries, progress=progress.sweep)
@@ -175,8 +182,23 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
         if opts.dhcp:
             progress.stage("dhcp")
             dhcp = dhcp_discover(link, mac_str(link.mac))
+        progress.stage("foreign")
+        foreign = ask_router_addresses(link, prep.ruleset.foreign_router_addresses, prep.probe_address.ip,
+                                       network.subnets)
+        forwarding: ForwardingTest | None = None
+        if opts.forwarding and network.external_target is not None:
+            progress.stage("forwarding")
+            forwarding = probe_forwarding(link, [(h.address, h.mac) for h in sweep.hosts], prep.probe_address.ip,
+                                          network.external_target, port=network.forwarding.port,
+                                          syn=network.forwarding.syn, follow_hops=network.forwarding.follow_hops)
+        snmp_devices: list[SnmpDevice] = []
+        if opts.snmp and prep.profile.servers.snmp:
+            # Over the kernel's UDP sockets; the raw link still records every frame of it.
+            progress.stage("snmp")
+            snmp_devices = snmp.collect(prep.profile.servers.snmp)
         passive_arp = passive.stop()
         dhcp_seen = dhcp_names.stop()
+        dhcp_server_messages = dhcp_servers.stop()
     obs = Observations(
         run=RunInfo(run_id=str(uuid.uuid4()), tool_version=__version__, started_at=started,
                     finished_at=datetime.now(prep.tz), timezone=str(prep.tz.key), profile_sha256=prep.profile_sha256,
@@ -184,7 +206,8 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
                     probe=ProbeInfo(interface=prep.interface.name, mac=prep.interface.mac,
                                     address=prep.probe_address.ip, prefixlen=prep.probe_address.network.prefixlen),
                     capture_file=pcap.name),
-        arp=sweep, passive_arp=passive_arp, netbios=survey, dhcp_hostnames=dhcp_seen, dhcp=dhcp)
+        arp=sweep, passive_arp=passive_arp, netbios=survey, dhcp_hostnames=dhcp_seen, dhcp=dhcp,
+        dhcp_server_messages=dhcp_server_messages, foreign_arp=foreign, forwarding=forwarding, snmp=snmp_devices)
     findings = evaluate(obs, prep.profile, prep.ruleset)
     write_json(opts.out / "observations.json", obs.model_dump(mode="json"))
     write_json(opts.out / "findings.json", findings_document(obs, findings, prep.ruleset))

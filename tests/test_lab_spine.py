@@ -114,6 +114,11 @@ def test_small_has_no_failure(tmp_path):
     assert "fail" not in statuses.values()
     assert statuses["IP-MAP"] == "pass"
     assert statuses["TERMINAL-COUNT"] == "pass"
+    for check_id in ("DUAL-UPLINK", "ROGUE-DHCP", "FOREIGN-SUBNET"):
+        assert statuses[check_id] == "pass", check_id
+    (router,) = run["observations"]["snmp"]
+    assert router["ok"] and router["address"] == run["truth"]["lan"]["router"]["address"]
+    assert [f["address"] for f in run["observations"]["forwarding"]["forwarders"]] == [router["address"]]
     pcap = (tmp_path / "capture.pcap").read_bytes()
     assert struct.unpack("<I", pcap[:4])[0] == 0xA1B2C3D4
     # at least one request per address swept, and the replies

@@ -180,7 +180,7 @@ def test_a_run_never_overwrites_a_signed_run(tmp_path, probe_home):
     from tests.conftest import ROOT
 
     (tmp_path / "report.dsse.json").write_bytes(b"{}")
-    opts = RunOptions(profile=ROOT / "lab/scenarios/small.profile.yaml", iface="eth0", out=tmp_path, home=probe_home)
+    opts = RunOptions(profile=ROOT / "lab/scenarios/messy.profile.yaml", iface="eth0", out=tmp_path, home=probe_home)
     with pytest.raises(RunRefused, match="already holds a signed report"):
         prepare(opts)
     assert (tmp_path / "report.dsse.json").read_bytes() == b"{}"

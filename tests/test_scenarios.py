@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from lab.scenario import ScenarioError, load_scenario, scenario_names
+from lab.scenario import LAB_SECRETS, ScenarioError, load_scenario, scenario_names, stage_profile
 from probe.profile import load_profile
 
 
 def test_shipped_scenarios():
-    assert {"small", "messy", "big"} <= set(scenario_names())
+    assert {"small", "messy", "big", "rogue", "uplinks"} <= set(scenario_names())
 
 
-@pytest.mark.parametrize("name", ["small", "messy", "big"])
-def test_scenario_profile_matches_the_numbering(name):
+@pytest.mark.parametrize("name", scenario_names())
+def test_scenario_profile_matches_the_numbering(name, tmp_path):
     sc = load_scenario(name)
-    profile = load_profile(sc.profile_path)
+    staged, _ = stage_profile(sc, tmp_path)
+    profile = load_profile(staged)
     for t in sc.build_terminals():
         assert profile.expected_address(t.number) == t.expected_address
         if t.netbios and t.name.startswith(sc.terminals.name_format.split("{")[0]):
@@ -41,3 +42,35 @@ def test_bad_scenarios_are_refused(tmp_path):
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="no such scenario"):
         load_scenario("nonexistent")
+
+
+def test_staged_secrets_are_private_fresh_and_named_by_the_profiles(tmp_path):
+    sc = load_scenario("uplinks")
+    staged, values = stage_profile(sc, tmp_path / "a")
+    _, again = stage_profile(sc, tmp_path / "b")
+    assert set(values) == set(LAB_SECRETS) and all(values[k] != again[k] for k in values)
+    for name in LAB_SECRETS:
+        path = tmp_path / "a" / "secrets" / name
+        assert path.stat().st_mode & 0o777 == 0o600 and path.read_text().strip() == values[name]
+    v3 = load_profile(staged).servers.snmp[0].v3
+    assert v3 is not None and v3.auth_key_file == tmp_path / "a" / "secrets" / "snmp-v3.auth"
+
+
+def test_extra_devices_are_checked(tmp_path):
+    base = (load_scenario("rogue").source.read_text())
+    for bad, message in [
+        (base.replace("- {address: 198.18.20.99, isp: second}", "- {address: 198.18.21.99, isp: second}"),
+         "routers\\[0\\].address .* outside lan.subnet"),
+        (base.replace("{address: 192.0.2.1/24}", "{address: 198.18.20.5/24}"), "lab's ranges|inside lan.subnet"),
+        (base.replace("chatter_to: 192.0.2.200", "chatter_to: 192.0.3.200"), "outside 192.0.2.0/24"),
+        (base.replace("routers:\n  - {address: 198.18.20.99, isp: second}",
+                      "routers:\n  - {address: 198.18.20.101, isp: second}"), None),
+    ]:
+        path = tmp_path / "bad.yaml"
+        path.write_text(bad)
+        if message is None:  # loads, but the router sits on machine 1's address
+            with pytest.raises(ScenarioError, match="already used"):
+                load_scenario(path).build_terminals()
+        else:
+            with pytest.raises(ScenarioError, match=message):
+                load_scenario(path)
