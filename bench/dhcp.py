@@ -11,7 +11,7 @@ lab's probe namespace (``Lab.exec_argv``), on the lab's own LAN, as DESIGN.md
 section 2 requires. Per run it measures:
 
 * ours: ``probe.net.dhcp.discover`` over ``RawLink("eth0")`` in a child python
-  (3 DISCOVERs 1 s apart, every OFFER over the window; never a REQUEST);
+  (5 DISCOVERs 1 s apart, every OFFER over the window; never a REQUEST);
 * nmap: ``nmap -e eth0 --script broadcast-dhcp-discover`` with its timeout
   set to the same window (``broadcast-dhcp-discover.timeout``), and once with
   its default timeout.
@@ -20,7 +20,7 @@ Servers found are the distinct server identifiers reported, scored against
 the lab's truth (the router plus every rogue server). Wall time is measured
 from outside each process, Python's or nmap's start-up included. Each loss
 level sets the lab switch's random frame loss (``Lab.set_loss``): nmap sends
-one DISCOVER, we send three, so loss is where the two differ.
+one DISCOVER, we send five, so loss is where the two differ.
 """
 
 from __future__ import annotations

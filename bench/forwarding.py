@@ -5,10 +5,10 @@ Run as root from the repository root with the project's virtualenv python:
     python bench/forwarding.py [--runs 3] [--follow 0] [--loss 0]
 
 It builds the small scenario's café in code with 248 terminals (plus the
-lab's router: 249 live hosts) and plugs in by hand one more router that
-forwards but never sends ICMP (NAT to 198.51.100.248/30 on the lab's ISP
-side), so 250 live hosts, of which 2 forward: the lab router (found by
-time-exceeded) and the silent one (found by the target's TCP answer). The
+lab's router: 249 live hosts) and one more router (the scenario's
+``routers`` key) that forwards over the second ISP but never sends ICMP, so
+250 live hosts, of which 2 forward: the lab router (found by time-exceeded)
+and the silent one (found by the target's TCP answer). The
 probe side runs in a child python inside the lab's probe namespace
 (``Lab.exec_argv``): an ARP sweep names the hosts, as in a run, then
 :func:`probe.net.forwarding.probe_forwarding` with its defaults is timed.
@@ -24,53 +24,28 @@ import secrets
 import subprocess
 import sys
 import time
-from ipaddress import IPv4Address
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from lab import netns as ns  # noqa: E402
 from lab.build import Lab  # noqa: E402
-from lab.scenario import load_scenario  # noqa: E402
+from lab.scenario import RouterSpec, load_scenario  # noqa: E402
 
 TERMINALS = 248
-EXTRA_MAC = "02:70:00:00:00:fb"
-EXTRA_WAN, EXTRA_WAN_GW = "198.51.100.250", "198.51.100.249"  # a /30 of their own on the ISP side
 TARGET_SECONDS = 5.0
-NAT_SILENT = ('table ip nat {\n chain postrouting {\n  type nat hook postrouting priority 100;\n'
-              '  oifname "wan0" masquerade\n }\n}\n'
-              'table ip silent {\n chain output {\n  type filter hook output priority 0;\n  ip protocol icmp drop\n }\n}\n')
 
 
 def _scenario():
-    """small.yaml with 248 terminals from .2 upwards (the probe is .250, the extra router .251)."""
+    """small.yaml with 248 terminals from .2 upwards (the probe is .250), plus a router at .251
+    that forwards over the second ISP but never sends ICMP."""
     sc = load_scenario("small").model_copy(deep=True)
     sc.terminals.count = TERMINALS
     sc.terminals.first_address = sc.lan.subnet.network_address + 2
     sc.terminals.overrides = []
+    sc.routers = [RouterSpec(address=sc.lan.subnet.network_address + 251, isp="second", icmp=False)]
     return sc
-
-
-def _add_silent_router(lab: Lab) -> IPv4Address:
-    """A forwarding router (namespace ``<id>-fwd``) with NAT that drops every ICMP it would send; its address."""
-    name, isp = lab.nsname("fwd"), lab.nsname("isp")
-    address = lab.scenario.lan.subnet.network_address + 251
-    ns.ip_batch([f"netns add {name}"])
-    with ns.inside(name):
-        ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-        ns.sysctl("net.ipv4.ip_forward", 1)
-    with ns.inside(isp):
-        ns.sysctl("net.ipv4.ip_forward", 1)  # the ISP passes it on to the target, wherever that sits
-    ns.ip_batch([f"link add p-fwd type veth peer name eth0 address {EXTRA_MAC} netns {name}",
-                 "link set p-fwd master br0 up"], netns=lab.nsname("sw"))
-    ns.ip_batch(["link set lo up", "link set eth0 up", f"addr add {address}/24 dev eth0",
-                 f"link add wan0 type veth peer name fwd0 netns {isp}", "link set wan0 up",
-                 f"addr add {EXTRA_WAN}/30 dev wan0", f"route add default via {EXTRA_WAN_GW}"], netns=name)
-    ns.ip_batch(["link set fwd0 up", f"addr add {EXTRA_WAN_GW}/30 dev fwd0"], netns=isp)
-    ns.run_in(name, ["nft", "-f", "-"], stdin=NAT_SILENT)
-    return address
 
 
 INNER = r"""
@@ -125,11 +100,10 @@ def main() -> int:
     parser.add_argument("--loss", type=float, default=0.0, help="switch loss in percent")
     args = parser.parse_args()
     lab = Lab(_scenario(), "fb" + secrets.token_hex(3))
-    extra = lab.nsname("fwd")  # named before it exists, so finally removes a half-built one too
     t0 = time.perf_counter()
     try:
         lab.up()
-        extra_address = _add_silent_router(lab)
+        extra_address = lab.scenario.routers[0].address
         if args.loss:
             lab.set_loss(args.loss)
         sc = lab.scenario
@@ -140,8 +114,6 @@ def main() -> int:
         expected = {str(sc.lan.router): "ttl_exceeded", str(extra_address): "tcp_answer"}
         results = [_report(n, _run_once(lab, target, args.follow), expected) for n in range(1, args.runs + 1)]
     finally:
-        if ns.netns_exists(extra):
-            ns.ip_batch([f"netns del {extra}"], force=True)
         lab.down()
     print(f"{sum(results)}/{len(results)} runs found exactly the expected forwarders in < {TARGET_SECONDS:.0f} s")
     return 0 if all(results) else 1

@@ -58,6 +58,16 @@ def up(scenario: Annotated[str, typer.Argument(help="场景名或文件 / scenar
     """搭建场景 / Build the café of a scenario and leave it running."""
     lab = _build(scenario, lab_id, loss)
     typer.echo(f"就绪 / up: probe namespace {lab.probe_netns}, interface eth0; 'cafe-lab down --id {lab_id}' removes it")
+    typer.echo(f"场所档案 / staged profile (fresh secrets beside it): {lab.staged_profile}")
+
+
+@app.command()
+def profile(lab_id: LabId = "cafe") -> None:
+    """输出本实验环境已布置的场所档案路径 / Print the path of the venue profile staged for a running lab."""
+    try:
+        typer.echo(str(Lab.attach(lab_id).staged_profile))
+    except LabError as exc:
+        _fail(str(exc))
 
 
 @app.command()

@@ -20,7 +20,7 @@ def test_small_sees_exactly_the_router_dnsmasq_and_takes_no_lease(tmp_path):
     truth = run["truth"]
     router = truth["lan"]["router"]
     dhcp = run["observations"]["dhcp"]
-    assert dhcp["chaddr"] == truth["probe"]["mac"] and dhcp["sent"] == 3
+    assert dhcp["chaddr"] == truth["probe"]["mac"] and dhcp["sent"] == 5
     assert len(dhcp["offers"]) == 1, dhcp
     offer = dhcp["offers"][0]
     assert offer["server_id"] == router["address"] and offer["source_ip"] == router["address"]

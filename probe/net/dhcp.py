@@ -216,7 +216,7 @@ class _Offers:
                 self.by_key[key] = offer
 
 
-def discover(link: RawLink, probe_mac: str, window: float = 5.0, tries: int = 3, interval: float = 1.0,
+def discover(link: RawLink, probe_mac: str, window: float = 5.0, tries: int = 5, interval: float = 1.0,
              xid: int | None = None) -> DhcpDiscovery:
     """Broadcast ``tries`` DISCOVERs ``interval`` apart and collect every OFFER for ``window`` seconds.
 
@@ -226,7 +226,11 @@ def discover(link: RawLink, probe_mac: str, window: float = 5.0, tries: int = 3,
     because it pings the address first, is still heard. The window is always
     waited out in full for the same reason. Five seconds by default because
     servers check an address is free before offering it (dnsmasq pings it
-    for 3 s, ISC dhcpd for 1 s), so a first offer can come 3 s late.
+    for 3 s, ISC dhcpd for 1 s), so a first offer can come 3 s late. Five
+    tries, the last ones after that check is over: a server that ignores
+    DISCOVERs while it pings answers only one of the early ones, and on a
+    lossy switch that one offer may be lost; the later tries are answered at
+    once from the server's finished check.
     """
     if tries < 1 or interval < 0 or window <= 0 or interval * (tries - 1) >= window:
         raise ValueError("need tries ≥ 1 and every try inside the window")
