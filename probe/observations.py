@@ -285,6 +285,91 @@ class SnmpDevice(BaseModel):
     seconds: float = 0.0
 
 
+class OpenPort(BaseModel):
+    """A port that answered: a TCP connect that succeeded, or a UDP probe that got a datagram back."""
+
+    port: int
+    transport: Literal["tcp", "udp"] = "tcp"
+    banner: str | None = Field(default=None, description="the answer, bounded; bytes outside printable ASCII as \\xNN")
+    banner_bytes: int = Field(default=0, description="bytes read (at most the collector's cap)")
+    probed: bool = Field(default=False, description="a signature's probe payload was sent before reading")
+    rtt_ms: float = Field(description="time to connect (TCP) or to the answer (UDP)")
+
+
+class ServiceHost(BaseModel):
+    """What one live host showed on the scanned ports."""
+
+    address: IPv4Address
+    mac: str
+    open: list[OpenPort] = Field(default_factory=list)
+    closed: list[int] = Field(default_factory=list, description="TCP ports that answered with a reset")
+    filtered: list[int] = Field(default_factory=list, description="TCP ports with no answer in time (a firewall drops)")
+
+
+class SignatureMatch(BaseModel):
+    """A signature that fitted what a host showed on a port."""
+
+    address: IPv4Address
+    mac: str
+    port: int
+    transport: Literal["tcp", "udp"] = "tcp"
+    signature: str = Field(description="signature id")
+    role: str
+    product: str | None = None
+    confidence: float
+    confirmed: bool
+    origin: Literal["rules", "profile"] = Field(description="shipped in rules/ or added by the venue profile")
+
+
+class ServiceScan(BaseModel):
+    """The service scan over the live hosts and the signatures' ports."""
+
+    tcp_ports: list[int]
+    udp_ports: list[int] = Field(default_factory=list)
+    hosts: list[ServiceHost] = Field(default_factory=list)
+    matches: list[SignatureMatch] = Field(default_factory=list)
+    signatures: list[str] = Field(default_factory=list, description="ids of the signatures in effect")
+    signatures_sha256: str = Field(description="of the effective signature set (probe.signatures.signatures_sha256)")
+    max_concurrent: int = Field(description="the cap on connections open at once")
+    connect_rate: float = Field(description="the cap on new connections per second")
+    peak_concurrent: int = Field(default=0, description="the most connections that were open at once")
+    connections: int = Field(default=0, description="TCP connects attempted, retries included")
+    seconds: float = 0.0
+
+
+class Camera(BaseModel):
+    """A camera or NVR, and every way it answered."""
+
+    address: IPv4Address
+    mac: str | None = None
+    how: list[Literal["ws-discovery", "rtsp", "sadp", "dhip"]] = Field(default_factory=list)
+    types: list[str] = Field(default_factory=list, description="WS-Discovery Types (e.g. dn:NetworkVideoTransmitter)")
+    scopes: list[str] = Field(default_factory=list, description="WS-Discovery Scopes (onvif://www.onvif.org/…)")
+    xaddrs: list[str] = Field(default_factory=list, description="WS-Discovery service addresses")
+    rtsp_status: int | None = Field(default=None, description="status code of the RTSP OPTIONS answer")
+    rtsp_server: str | None = Field(default=None, description="the Server header of that answer")
+    model: str | None = Field(default=None, description="device model or type, from vendor discovery")
+    serial: str | None = None
+
+
+class CameraProblem(BaseModel):
+    """An answer that could not be parsed, kept with the parser's reason."""
+
+    address: IPv4Address
+    how: Literal["ws-discovery", "rtsp", "sadp", "dhip"]
+    error: str
+
+
+class CameraSurvey(BaseModel):
+    """WS-Discovery, vendor discovery and RTSP OPTIONS over the LAN."""
+
+    probes_sent: int = 0
+    rtsp_checked: int = 0
+    cameras: list[Camera] = Field(default_factory=list)
+    problems: list[CameraProblem] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
 class ProbeInfo(BaseModel):
     """Who and where the probe was."""
 
@@ -323,5 +408,7 @@ class Observations(BaseModel):
     forwarding: ForwardingTest | None = Field(default=None, description="None when the test did not run")
     foreign_arp: ForeignArpProbe | None = Field(default=None, description="None when the probe did not run")
     snmp: list[SnmpDevice] = Field(default_factory=list)
+    services: ServiceScan | None = Field(default=None, description="None when the scan did not run")
+    cameras: CameraSurvey | None = Field(default=None, description="None when the survey did not run")
     dhcp_server_messages: list[DhcpServerMessage] = Field(
         default_factory=list, description="DHCP server answers to any client, heard passively for the whole run")

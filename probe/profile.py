@@ -5,7 +5,7 @@ The profile is a YAML file (key names are binding, see DESIGN.md §6)::
     venue:     {id, name, credit_code, address, licensed_terminals, licensed_servers}
     network:   {subnets, probe_address, gateways, dhcp_servers, external_target, egress, forwarding}
     terminals: {hostname_pattern, first_address, mac_table}
-    servers:   {billing, audit, cameras, log_sources, snmp}
+    servers:   {billing, audit, cameras, nvrs, signatures, log_sources, snmp}
 
 Every problem found is reported at once, as one line naming the dotted key
 path, Chinese first, then English::
@@ -53,6 +53,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from stdnum.cn import uscc
+
+from probe.signatures import Signature
 from stdnum.exceptions import InvalidChecksum, InvalidLength
 from stdnum.exceptions import ValidationError as CodeError
 
@@ -714,6 +716,9 @@ class Servers(_Model):
         default_factory=list
     )
     cameras: Count = 0
+    nvrs: Count = 0
+    # The venue's own products as they show on the LAN; one with a shipped id replaces it (probe/signatures.py).
+    signatures: Annotated[list[Signature], BeforeValidator(_none_is_empty_list)] = Field(default_factory=list)
     log_sources: Annotated[list[LogSource], BeforeValidator(_none_is_empty_list)] = Field(
         default_factory=list
     )

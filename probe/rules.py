@@ -8,7 +8,8 @@ with its words and legal basis. Files read (all under one directory):
 * ``legal.yaml`` — the provisions, each valid on a date range;
 * ``result_types.yaml`` — the official result types with stable codes;
 * ``catalogue.yaml`` — one entry per check ID;
-* ``foreign_routers.yaml`` — common router addresses the probe asks for by ARP.
+* ``foreign_routers.yaml`` — common router addresses the probe asks for by ARP;
+* ``signatures/*.yaml`` — service signatures (:mod:`probe.signatures`).
 
 Other ``*.yaml`` files there (signatures, holiday tables) have their own
 loaders, but they are covered by :attr:`Ruleset.sha256` all the same, so a
@@ -33,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from probe.findings import Citation, Finding, Status, Verdict
+from probe.signatures import Signature, SignatureError, load_signature_files
 
 __all__ = [
     "RULES_ENV",
@@ -210,6 +212,7 @@ class Ruleset(BaseModel):
     foreign_router_addresses: list[IPv4Address] = Field(
         description="common default router addresses of private ranges, asked for by ARP (FOREIGN-SUBNET)"
     )
+    signatures: list[Signature] = Field(description="service signatures of rules/signatures/*.yaml")
 
     def check(self, check_id: str) -> CheckRule:
         """The catalogue entry of ``check_id``; RulesError if there is none."""
@@ -365,6 +368,11 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
                      provisions, problems)
         checks = _load_checks(catalogue, provisions, result_types, problems)
 
+    try:
+        signatures = load_signature_files(root / "signatures")
+    except SignatureError as exc:
+        problems.extend(f"signatures/{line}" for line in exc.problems)
+        signatures = []
     if problems or not (header and catalogue and foreign) or provisions is None or result_types is None:
         raise RulesError(problems or [f"{root}: ruleset could not be loaded"])
     return Ruleset(
@@ -377,6 +385,7 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
         result_types=result_types,
         general_legal_basis=list(catalogue.general_legal_basis),
         foreign_router_addresses=list(dict.fromkeys(foreign.router_addresses)),
+        signatures=signatures,
     )
 
 
