@@ -17,7 +17,7 @@ from pathlib import Path
 from pyroute2 import netns as _netns
 
 __all__ = ["LabCommandError", "ProcRecord", "ip_batch", "inside", "sysctl", "spawn", "stop", "netns_exists",
-           "record_of", "is_running"]
+           "record_of", "is_running", "ipv4_only", "add_ipv4_namespaces"]
 
 
 class LabCommandError(RuntimeError):
@@ -60,6 +60,21 @@ def inside(netns: str) -> Iterator[None]:
 def sysctl(key: str, value: str | int) -> None:
     """Write a sysctl of the current thread's namespace (call inside ``inside``)."""
     Path("/proc/sys", key.replace(".", "/")).write_text(f"{value}\n")
+
+
+def ipv4_only(names: Iterable[str]) -> None:
+    """Turn IPv6 off in existing namespaces: the lab's cafés speak IPv4, and IPv6 chatter only blurs captures."""
+    for name in names:
+        with inside(name):
+            sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+            sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+
+
+def add_ipv4_namespaces(names: Iterable[str]) -> None:
+    """Create namespaces in one ``ip`` call and turn IPv6 off in each (:func:`ipv4_only`)."""
+    names = list(names)
+    ip_batch(f"netns add {n}" for n in names)
+    ipv4_only(names)
 
 
 @dataclass(frozen=True)

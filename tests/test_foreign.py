@@ -136,11 +136,7 @@ def foreign_lab(tmp_path: Path):
     devices = {"f1": "192.0.2.1", "f10": "192.0.2.10", "f254": "192.0.2.254"}
     names = [sw, probe, *(f"{lab}-{d}" for d in devices)]
     try:
-        netns.ip_batch(f"netns add {n}" for n in names)
-        for name in names:
-            with netns.inside(name):
-                netns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-                netns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+        netns.add_ipv4_namespaces(names)
         netns.ip_batch(["link add br0 type bridge", "link set br0 up",
                         f"link add p-pr type veth peer name eth0 netns {probe}", "link set p-pr master br0 up"]
                        + [line for d in devices for line in (

@@ -87,11 +87,9 @@ def _build(topo: Topology) -> None:
     wan = ["inet", "isp2", "tgt"]
     names = [topo.name(r) for r in ["sw", *lan_nodes, *wan]]
     topo.namespaces.extend(names)  # recorded before they exist, so teardown finds a half-built lab
-    ns.ip_batch(f"netns add {n}" for n in names)
+    ns.add_ipv4_namespaces(names)
     for n in names:
         with ns.inside(n):
-            ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-            ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
             ns.sysctl("net.ipv4.ip_forward", 1 if n.rsplit("-", 1)[1] in ("ra", "rb", "inet", "isp2") else 0)
     switch = ["link add br0 type bridge", "link set br0 up"]
     for role, n in lan_nodes.items():

@@ -71,10 +71,7 @@ class Agent:
 
 def _build(names: dict[str, str]) -> None:
     ag, cl, isp = names["ag"], names["cl"], names["isp"]
-    for name in names.values():
-        with ns.inside(name):
-            ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-            ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+    ns.ipv4_only(names.values())
     ns.ip_batch(["link set lo up",
                  f"link add lan0 type veth peer name eth0 netns {cl}",
                  f"link add wan0 type veth peer name isp0 netns {isp}",
