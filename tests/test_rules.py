@@ -19,7 +19,8 @@ AUTOMATIC = [
 ]
 MANUAL = ["SIGNAGE", "ADDRESS", "SECURITY-OFFICER", "REALNAME-ONSITE", "ONLINE-COUNT",
           "HARMFUL-INFO"]
-WITH_MODULES = {"IP-MAP", "TERMINAL-COUNT", "DUAL-UPLINK", "ROGUE-DHCP", "FOREIGN-SUBNET"}
+WITH_MODULES = {"IP-MAP", "TERMINAL-COUNT", "DUAL-UPLINK", "ROGUE-DHCP", "FOREIGN-SUBNET", "SERVER-COUNT", "DUAL-BILLING",
+                "AUDIT-SYSTEM", "REALNAME-CLIENT", "VIDEO-SYSTEM"}
 
 # Placeholders the check modules fill; a template drifting from these breaks a check.
 PLACEHOLDERS = {
@@ -74,7 +75,7 @@ def _problems(root: Path) -> str:
 
 
 def test_shipped_ruleset_loads(rules):
-    assert rules.version == "2026.11.1"
+    assert rules.version == "2026.11.2"
     assert len(rules.sha256) == 64
 
 

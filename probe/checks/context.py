@@ -8,16 +8,17 @@ re-deriving it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from probe.observations import Observations
+from probe.observations import Observations, SignatureMatch
+from probe.signatures import SERVER_ROLES
 from probe.profile import VenueProfile
 
-__all__ = ["CheckContext", "LiveHost", "host_label", "listing"]
+__all__ = ["CheckContext", "LiveHost", "host_label", "listing", "matched_ids", "role_matches", "staged_ids"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class CheckContext:
 
     @cached_property
     def acting_infrastructure(self) -> frozenset[tuple[IPv4Address, str]]:
-        """(address, MAC) of live hosts seen acting as routers or DHCP servers, registered or not.
+        """(address, MAC) of live hosts seen acting as routers, DHCP servers, servers or cameras, registered or not.
 
         A host that forwarded the probe's packets or answered as a DHCP server
         is network gear, whatever else it is: counting it as a terminal would
@@ -98,6 +99,16 @@ class CheckContext:
         offers = obs.dhcp.offers if obs.dhcp else []
         acting.update((o.source_ip, o.source_mac) for o in offers)
         acting.update((m.source_ip, m.source_mac) for m in obs.dhcp_server_messages)
+        # A host answering as a server (billing, audit, diskless, database, NVR) or as a camera is the
+        # venue's equipment, not a customer's PC: the same reasoning, for SERVER-COUNT and VIDEO-SYSTEM.
+        if obs.services is not None:
+            acting.update((m.address, m.mac) for m in obs.services.matches if m.role in (*SERVER_ROLES, "camera"))
+        if obs.cameras is not None:
+            swept: dict[IPv4Address, set[str]] = {}
+            for h in obs.arp.hosts:
+                swept.setdefault(h.address, set()).add(h.mac)
+            for c in obs.cameras.cameras:
+                acting.update((c.address, mac) for mac in ([c.mac] if c.mac else sorted(swept.get(c.address, ()))))
         return frozenset(acting)
 
     @cached_property
@@ -116,3 +127,29 @@ def listing(items: Sequence[str], limit: int) -> str:
 def host_label(address: object, mac: str) -> str:
     """One host as a summary names it: ``198.18.7.2 (02:00:5e:00:00:07)``."""
     return f"{address} ({mac})"
+
+
+def role_matches(ctx: CheckContext, roles: Iterable[str]) -> list[SignatureMatch]:
+    """The service scan's matches of ``roles``, by address, MAC, port, signature (none when it did not run)."""
+    wanted = set(roles)
+    scan = ctx.observations.services
+    found = [m for m in (scan.matches if scan else []) if m.role in wanted]
+    return sorted(found, key=lambda m: (int(m.address), m.mac, m.port, m.signature))
+
+
+def matched_ids(matches: Iterable[SignatureMatch]) -> list[str]:
+    """The ids of the signatures that matched, each once, sorted."""
+    return sorted({m.signature for m in matches})
+
+
+def staged_ids(ctx: CheckContext, role: str) -> list[str]:
+    """Ids of the venue profile's own signatures of ``role`` that the scan used.
+
+    Shipped signatures are not in the check's inputs (checks do no I/O), but
+    café products are undocumented and their signatures come from the venue
+    profile (LEGAL.md "Café software"): these ids say whether the scan could
+    recognise the venue's product at all.
+    """
+    scan = ctx.observations.services
+    used = set(scan.signatures) if scan else set()
+    return sorted(s.id for s in ctx.profile.servers.signatures if s.role == role and s.id in used)
