@@ -21,8 +21,8 @@ from typing import Any
 
 from lab import netns as ns
 from lab import snmpd
-
 from lab.scenario import SNMP_V3_USER, Scenario, Terminal, load_scenario, stage_profile
+from lab.services import AUDIT_PRODUCT, BILLING_PRODUCTS, REALNAME
 
 __all__ = ["Lab", "LabError", "STATE_ROOT"]
 
@@ -127,16 +127,14 @@ class Lab:
         sc = self.scenario
         sw, probe, rt, isp = (self.nsname(r) for r in ("sw", "probe", "rt", "isp"))
         live = [t for t in self.terminals if t.power == "on"]
-        extra = [self.nsname("net")]
+        extra = [self.nsname("net"), self.home_netns]
         extra += [self.nsname(f"r{k}") for k in range(1, len(sc.routers) + 1)]
         extra += [self._dhcp_ns(k) for k in range(1, len(sc.rogue_dhcp) + 1) if self._dhcp_router(k) is None]
         extra += [self.nsname(f"f{k}") for k in range(1, len(sc.foreign) + 1)]
         extra += [self.nsname("isp2")] if sc.uses_isp2 else []
+        extra += [self._service_ns(kind, k) for kind, k, _, _ in self._service_hosts()]
         self._add_namespaces([sw, probe, rt, isp, *extra] + [self._tns(t) for t in live])
-        for name in (sw, probe, rt, isp, *extra):
-            with ns.inside(name):
-                ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-                ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+        ns.ipv4_only((sw, probe, rt, isp, *extra))
         with ns.inside(rt):
             ns.sysctl("net.ipv4.ip_forward", 1)
         self.staged_profile.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +187,9 @@ class Lab:
                            f"{sc.rogue_dhcp[k - 1].address}/{prefix}")
         for k, dev in enumerate(sc.foreign, start=1):
             self._plug(self.nsname(f"f{k}"), f"p-f{k}", sc.foreign_mac(k), str(dev.address), ifname="eth0")
+        for kind, k, address, mac in self._service_hosts():
+            self._plug(self._service_ns(kind, k), f"p-{kind}{k}", mac, f"{address}/{prefix}",
+                       gateway=str(sc.lan.router))
         self.set_loss(sc.switch.loss_percent)
         self._start_dnsmasq(rt, "dnsmasq", sc.lan.dhcp_range, sc.lan.router, authoritative=True)
         for k, spec in enumerate(sc.rogue_dhcp, start=1):
@@ -196,12 +197,28 @@ class Lab:
             self._start_dnsmasq(where, f"rogue{k}", spec.range, spec.router or spec.address, authoritative=False)
         if sc.router.snmp != "off":
             self._start_snmpd(rt, lab_secrets)
-        self._start_terminals(live)
+        # Both daemons set up their namespaces at the same time (two cores); each then says it is ready.
+        terminals = self._start_terminals(live)
+        services = self._start_services(live)
+        self._await_ready(terminals, "terminals")
+        if services is not None:
+            self._await_ready(services, "services")
 
     @property
     def staged_profile(self) -> Path:
         """The venue profile as staged for this lab, its secrets beside it (see stage_profile)."""
         return self.state_dir / "profile" / self.scenario.profile_path.name
+
+    @property
+    def home_netns(self) -> str:
+        """Where the lab's Python daemons live: a namespace with only ``lo``.
+
+        They enter the devices' namespaces to work, so their home only has
+        to hold nothing of the café. Not the switch: scapy reads every
+        interface when it is imported, and the switch of 1,000 terminals has
+        1,000 ports (that import took 10 of the 15 s of building ``big``).
+        """
+        return self.nsname("home")
 
     def _dhcp_ns(self, k: int) -> str:
         return self.nsname(f"d{k}")
@@ -214,11 +231,23 @@ class Lab:
                 return self.nsname(f"r{j}")
         return None
 
-    def _plug(self, netns: str, port: str, mac: str, address: str, ifname: str = "lan0") -> None:
-        """Plug a device namespace into the switch with one address."""
+    def _plug(self, netns: str, port: str, mac: str, address: str, ifname: str = "lan0",
+              gateway: str | None = None) -> None:
+        """Plug a device namespace into the switch with one address (and a default route, if given)."""
         ns.ip_batch([f"link add {port} type veth peer name {ifname} address {mac} netns {netns}",
                      f"link set {port} master br0 up"], netns=self.nsname("sw"))
-        ns.ip_batch(["link set lo up", f"link set {ifname} up", f"addr add {address} dev {ifname}"], netns=netns)
+        ns.ip_batch(["link set lo up", f"link set {ifname} up", f"addr add {address} dev {ifname}"]
+                    + ([f"route add default via {gateway}"] if gateway else []), netns=netns)
+
+    def _service_hosts(self) -> list[tuple[str, int, str, str]]:
+        """(kind, k, address, MAC) of every billing server ("b"), audit server ("a") and camera ("c")."""
+        sc = self.scenario
+        return ([("b", k, str(b.address), sc.billing_mac(k)) for k, b in enumerate(sc.billing, start=1)]
+                + [("a", k, str(a.address), sc.audit_mac(k)) for k, a in enumerate(sc.audit, start=1)]
+                + [("c", k, str(c.address), sc.camera_mac(k)) for k, c in enumerate(sc.cameras, start=1)])
+
+    def _service_ns(self, kind: str, k: int) -> str:
+        return self.nsname(f"{kind}{k}")
 
     def _build_isp2(self) -> None:
         """The second ISP: a bridge for its customers' lines and a transit link to the first ISP's side.
@@ -284,31 +313,89 @@ class Lab:
         _, rec = snmpd.start_snmpd(rt, self.state_dir, config, sc.lan.router)
         self._record(rec)
 
-    def _start_terminals(self, live: list[Terminal]) -> None:
+    def _start_terminals(self, live: list[Terminal]) -> subprocess.Popen:
         sc = self.scenario
         spec = {"terminals": [dict(netns=self._tns(t), number=t.number, name=t.name, address=str(t.address),
                                    prefixlen=sc.lan.subnet.prefixlen, gateway=str(sc.lan.router), mac=t.mac,
                                    netbios=t.netbios, icmp=t.icmp,
-                                   dhcp_interval=sc.terminals.dhcp_interval if t.dhcp_name else None)
+                                   dhcp_interval=sc.terminals.dhcp_interval if t.dhcp_name else None,
+                                   firewall=t.firewall, tcp_open=[REALNAME.port] if t.realname else [])
                               for t in live],
                 "chatter": [dict(netns=self.nsname(f"f{k}"), target=str(f.chatter_to), interval=f.interval)
                             for k, f in enumerate(sc.foreign, start=1) if f.chatter_to is not None]}
         spec_path = self.state_dir / "terminals.json"
         spec_path.write_text(json.dumps(spec))
-        # The daemon itself runs in the switch namespace: it enters each terminal's namespace to work.
-        proc, rec = ns.spawn(self.nsname("sw"), [sys.executable, "-m", "lab.terminals", str(spec_path)],
+        proc, rec = ns.spawn(self.home_netns, [sys.executable, "-m", "lab.terminals", str(spec_path)],
                              "terminals", self.state_dir / "terminals.log", stdout=subprocess.PIPE,
                              cwd=str(Path(__file__).resolve().parent.parent))
         self._record(rec)
+        return proc
+
+    def _start_services(self, live: list[Terminal]) -> subprocess.Popen | None:
+        """The one daemon serving the servers, the cameras and the terminals' real-name clients."""
+        sc = self.scenario
+        servers = ([dict(netns=self._service_ns("b", k), address=str(b.address),
+                         product=BILLING_PRODUCTS[b.product].key, running=b.running)
+                    for k, b in enumerate(sc.billing, start=1)]
+                   + [dict(netns=self._service_ns("a", k), address=str(a.address), product=AUDIT_PRODUCT.key,
+                           running=a.running) for k, a in enumerate(sc.audit, start=1)])
+        realname = [dict(netns=self._tns(t), address=str(t.address), seat=t.name) for t in live if t.realname]
+        # Each entry is a lab.camera_sim.CameraSpec, plus the namespace it lives in.
+        cameras = [dict(netns=self._service_ns("c", k), address=str(c.address), mac=sc.camera_mac(k), kind=c.kind,
+                        vendor=c.vendor, onvif=c.onvif, rtsp=c.rtsp, model=sc.camera_model(k),
+                        serial=sc.camera_serial(k), prefixlen=sc.lan.subnet.prefixlen, gateway=str(sc.lan.router))
+                   for k, c in enumerate(sc.cameras, start=1)]
+        if not (servers or realname or cameras):
+            return None
+        spec_path = self.state_dir / "services.json"
+        spec_path.write_text(json.dumps({"stats": str(self.stats_path), "servers": servers, "realname": realname,
+                                         "cameras": cameras}, ensure_ascii=False))
+        proc, rec = ns.spawn(self.home_netns, [sys.executable, "-m", "lab.services", str(spec_path)],
+                             "services", self.state_dir / "services.log", stdout=subprocess.PIPE,
+                             cwd=str(Path(__file__).resolve().parent.parent))
+        self._record(rec)
+        return proc
+
+    def _await_ready(self, proc: subprocess.Popen, what: str) -> None:
         line = proc.stdout.readline().decode() if proc.stdout else ""
         if not line.startswith("ready"):
-            raise LabError("terminal daemon failed: " + (self.state_dir / "terminals.log").read_text()[-800:])
+            raise LabError(f"{what} daemon failed: " + (self.state_dir / f"{what}.log").read_text()[-800:])
 
     def _record(self, rec: ns.ProcRecord) -> None:
         self._state["processes"].append(rec.to_json())
         self._save()
 
     # -- while up ----------------------------------------------------------
+    @property
+    def stats_path(self) -> Path:
+        """Where the services daemon writes its connection counts (see :meth:`service_stats`)."""
+        return self.state_dir / "services-stats.json"
+
+    def service_stats(self, reset: bool = False, timeout: float = 3.0) -> dict[str, Any]:
+        """The services daemon's connection counts now: the most connections open at once, per listener and
+        over all, since it started or since the last ``reset=True`` (which starts them afresh after reading).
+        """
+        rec = next((ns.ProcRecord(**r) for r in self._state["processes"] if r["what"] == "services"), None)
+        if rec is None or not ns.is_running(rec):
+            raise LabError("the services daemon is not running in this lab")
+        before = self._stats_seq()
+        os.kill(rec.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while self._stats_seq() <= before:
+            if time.monotonic() > deadline:
+                raise LabError(f"the services daemon wrote no counts within {timeout} s")
+            time.sleep(0.02)
+        stats = json.loads(self.stats_path.read_text())
+        if reset:
+            os.kill(rec.pid, signal.SIGUSR2)
+        return stats
+
+    def _stats_seq(self) -> int:
+        try:
+            return int(json.loads(self.stats_path.read_text())["seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
     def set_loss(self, percent: float) -> None:
         """Drop this share of the frames the switch forwards, at random (no netem in this kernel)."""
         if not 0 <= percent < 100:
@@ -360,6 +447,16 @@ class Lab:
                   "range": [str(a) for a in d.range], "router": str(d.router or d.address),
                   "in_router": str(d.address) in router_macs}
                  for k, d in enumerate(sc.rogue_dhcp, start=1)]
+        billing = [{"address": str(b.address), "mac": sc.billing_mac(k), "product": BILLING_PRODUCTS[b.product].key,
+                    "name": BILLING_PRODUCTS[b.product].name, "port": BILLING_PRODUCTS[b.product].port,
+                    "running": b.running} for k, b in enumerate(sc.billing, start=1)]
+        audit = [{"address": str(a.address), "mac": sc.audit_mac(k), "product": AUDIT_PRODUCT.key,
+                  "name": AUDIT_PRODUCT.name, "port": AUDIT_PRODUCT.port, "running": a.running}
+                 for k, a in enumerate(sc.audit, start=1)]
+        cameras = [{"address": str(c.address), "mac": sc.camera_mac(k), "kind": c.kind, "vendor": c.vendor,
+                    "onvif": c.onvif, "rtsp": c.rtsp, "model": sc.camera_model(k), "serial": sc.camera_serial(k)}
+                   for k, c in enumerate(sc.cameras, start=1)]
+        live = [t for t in self.terminals if t.power == "on"]
         return {
             "scenario": sc.name,
             "lab_id": self.id,
@@ -380,12 +477,21 @@ class Lab:
             "foreign": [{"address": str(f.address.ip), "mac": sc.foreign_mac(k), "chatty": f.chatter_to is not None}
                         for k, f in enumerate(sc.foreign, start=1)],
             "terminals": [{**t.model_dump(mode="json"), "mismatch": t.mismatch} for t in self.terminals],
+            "billing": billing,
+            "audit": audit,
+            "cameras": cameras,
+            "realname": {"product": REALNAME.key, "name": REALNAME.name, "port": REALNAME.port},
+            "realname_missing": [str(t.address) for t in live if not t.realname],
+            "services_stats": str(self.stats_path),
             "live_hosts": [{"address": str(sc.lan.router), "mac": sc.router_mac(), "role": "router"}]
                           + [{"address": r["address"], "mac": r["mac"], "role": "extra_router"} for r in routers]
                           + [{"address": d["address"], "mac": d["mac"], "role": "rogue_dhcp"}
                              for d in rogue if not d["in_router"]]
+                          + [{"address": b["address"], "mac": b["mac"], "role": "billing"} for b in billing]
+                          + [{"address": a["address"], "mac": a["mac"], "role": "audit"} for a in audit]
+                          + [{"address": c["address"], "mac": c["mac"], "role": c["kind"]} for c in cameras]
                           + [{"address": str(t.address), "mac": t.mac, "role": "terminal", "number": t.number}
-                             for t in self.terminals if t.power == "on"],
+                             for t in live],
         }
 
 

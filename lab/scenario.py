@@ -11,10 +11,14 @@ machines yet every deviation from the rule is written down. Beside them:
 * ``rogue_dhcp``: more dnsmasq servers on the LAN (inside an extra router
   when the address is one);
 * ``foreign``: devices with addresses outside the café's subnets, silent or
-  chatty (ARP for a gateway that never answers, as a misplugged device does).
+  chatty (ARP for a gateway that never answers, as a misplugged device does);
+* ``billing``, ``audit``: servers of the lab's fictional products (lab/services.py),
+  running or with the service stopped;
+* ``cameras``: cameras and NVRs (vendor, ONVIF on or off, RTSP on or off).
 
-Keys for later parts of the lab (servers, cameras, SSH log server) will sit
-at the top level beside these.
+Terminals run the Windows firewall (``terminals.firewall``) and the lab's
+fictional real-name client, except a hash-chosen share
+(``terminals.realname_missing_share``); both can be overridden per machine.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "AuditSpec",
+    "BillingSpec",
+    "CameraDeviceSpec",
     "Scenario",
     "ScenarioError",
     "Terminal",
@@ -43,6 +50,13 @@ __all__ = [
 DEFAULT_OUIS = ["00:e0:4c", "d8:bb:c1", "b4:2e:99", "04:92:26", "1c:69:7a", "f4:b5:20"]
 ROUTER_OUI = "00:0e:c6"  # lab MACs for infrastructure stay fixed per scenario
 FOREIGN_OUI = "50:64:2b"  # a consumer-router maker's block, as a self-made LAN's box would carry
+SERVER_OUI = "00:1b:21"  # an Intel server NIC, as a café's billing or audit box carries
+# Blocks of the camera makers (IEEE registry), so a vendor lookup names them as it would on site.
+CAMERA_OUIS = {"hikvision": "c0:56:e3", "dahua": "6c:1c:71", "generic": "6c:f1:7e"}
+# The lab's own model names (fictional, as lab.camera_sim's firmware strings), in each maker's naming style.
+DEFAULT_MODELS = {("hikvision", "camera"): "DS-LAB-IPC1", ("hikvision", "nvr"): "DS-LAB-NVR8",
+                  ("dahua", "camera"): "DH-LAB-IPC2", ("dahua", "nvr"): "DH-LAB-NVR4",
+                  ("generic", "camera"): "LAB-IPC-G1", ("generic", "nvr"): "LAB-NVR-G1"}
 
 
 class ScenarioError(Exception):
@@ -109,6 +123,33 @@ class ForeignSpec(_Strict):
     interval: float = Field(default=1.0, gt=0, le=60)
 
 
+class BillingSpec(_Strict):
+    """A billing server of one of the lab's two fictional products."""
+
+    address: IPv4Address
+    product: Literal["alpha", "beta"]
+    running: bool = Field(default=True, description="false: the host is up, its service stopped (port closed)")
+
+
+class AuditSpec(_Strict):
+    """An audit server of the lab's fictional audit product."""
+
+    address: IPv4Address
+    running: bool = Field(default=True, description="false: the host is up, its service stopped (port closed)")
+
+
+class CameraDeviceSpec(_Strict):
+    """A camera or NVR: what it answers (ONVIF WS-Discovery, vendor discovery, RTSP)."""
+
+    address: IPv4Address
+    vendor: Literal["hikvision", "dahua", "generic"] = "generic"
+    kind: Literal["camera", "nvr"] = "camera"
+    onvif: bool = Field(default=True, description="WS-Discovery on (Hikvision ships it off from firmware 5.5)")
+    rtsp: bool = Field(default=True, description="RTSP on TCP 554")
+    model: str | None = Field(default=None, max_length=64, description="default: a usual model of the vendor")
+    serial: str | None = Field(default=None, max_length=64, description="default: derived from the seed")
+
+
 class TerminalOverride(_Strict):
     number: int = Field(ge=0)
     address: IPv4Address | None = None
@@ -117,6 +158,8 @@ class TerminalOverride(_Strict):
     dhcp_name: bool | None = None
     power: Literal["on", "off"] | None = None
     icmp: bool | None = None
+    realname: bool | None = None
+    firewall: bool | None = None
 
 
 class TerminalsSpec(_Strict):
@@ -130,6 +173,10 @@ class TerminalsSpec(_Strict):
     dhcp_name_share: float = Field(default=0.0, ge=0, le=1,
                                    description="share of terminals announcing their name in DHCPINFORM (option 12)")
     dhcp_interval: float = Field(default=2.0, gt=0, le=600, description="seconds between a terminal's DHCPINFORMs")
+    realname_missing_share: float = Field(default=0.0, ge=0, le=1,
+                                          description="share of terminals without the real-name client")
+    firewall: bool = Field(default=True, description="the Windows firewall: unsolicited packets to closed ports "
+                                                     "are dropped, not answered")
     overrides: list[TerminalOverride] = Field(default_factory=list)
 
 
@@ -145,6 +192,8 @@ class Terminal(BaseModel):
     netbios: bool
     dhcp_name: bool
     icmp: bool
+    realname: bool = True
+    firewall: bool = True
 
     @property
     def mismatch(self) -> bool:
@@ -164,6 +213,9 @@ class Scenario(_Strict):
     routers: list[RouterSpec] = Field(default_factory=list)
     rogue_dhcp: list[RogueDhcpSpec] = Field(default_factory=list)
     foreign: list[ForeignSpec] = Field(default_factory=list)
+    billing: list[BillingSpec] = Field(default_factory=list)
+    audit: list[AuditSpec] = Field(default_factory=list)
+    cameras: list[CameraDeviceSpec] = Field(default_factory=list)
 
     # Where the file came from, so the profile beside it can be found.
     source: Path | None = Field(default=None, exclude=True)
@@ -179,7 +231,8 @@ class Scenario(_Strict):
                 raise ValueError(f"{label} {addr} is outside lan.subnet {net}")
         for label, addr in [*((f"routers[{i}].address", r.address) for i, r in enumerate(self.routers)),
                             *((f"rogue_dhcp[{i}].address", d.address) for i, d in enumerate(self.rogue_dhcp)),
-                            *((f"rogue_dhcp[{i}].range", a) for i, d in enumerate(self.rogue_dhcp) for a in d.range)]:
+                            *((f"rogue_dhcp[{i}].range", a) for i, d in enumerate(self.rogue_dhcp) for a in d.range),
+                            *((f"{key}[{i}].address", a) for key, i, a in self._service_addresses())]:
             if addr not in net:
                 raise ValueError(f"{label} {addr} is outside lan.subnet {net}")
         for net_ in (net, self.isp.subnet, self.isp2.subnet, *(f.address.network for f in self.foreign)):
@@ -190,9 +243,16 @@ class Scenario(_Strict):
                 raise ValueError(f"foreign[{i}].address {f.address} is inside lan.subnet {net}")
             if f.chatter_to is not None and f.chatter_to not in f.address.network:
                 raise ValueError(f"foreign[{i}].chatter_to {f.chatter_to} is outside {f.address.network}")
-        if len(self.routers) > 20 or len(self.rogue_dhcp) > 20 or len(self.foreign) > 20:
-            raise ValueError("at most 20 each of routers, rogue_dhcp and foreign")
+        if max(len(self.routers), len(self.rogue_dhcp), len(self.foreign),
+               len(self.billing), len(self.audit), len(self.cameras)) > 20:
+            raise ValueError("at most 20 each of routers, rogue_dhcp, foreign, billing, audit and cameras")
         return self
+
+    def _service_addresses(self) -> list[tuple[str, int, IPv4Address]]:
+        """(key, index, address) of every server and camera of the scenario."""
+        return ([("billing", i, b.address) for i, b in enumerate(self.billing)]
+                + [("audit", i, a.address) for i, a in enumerate(self.audit)]
+                + [("cameras", i, c.address) for i, c in enumerate(self.cameras)])
 
     @property
     def uses_isp2(self) -> bool:
@@ -215,6 +275,29 @@ class Scenario(_Strict):
     def foreign_mac(self, k: int) -> str:
         return _mac(FOREIGN_OUI, self.terminals.seed, f"foreign{k}")
 
+    def billing_mac(self, k: int) -> str:
+        return _mac(SERVER_OUI, self.terminals.seed, f"billing{k}")
+
+    def audit_mac(self, k: int) -> str:
+        return _mac(SERVER_OUI, self.terminals.seed, f"audit{k}")
+
+    def camera_mac(self, k: int) -> str:
+        return _mac(CAMERA_OUIS[self.cameras[k - 1].vendor], self.terminals.seed, f"camera{k}")
+
+    def camera_model(self, k: int) -> str:
+        c = self.cameras[k - 1]
+        return c.model or DEFAULT_MODELS[(c.vendor, c.kind)]
+
+    def camera_serial(self, k: int) -> str:
+        """The camera's serial number: as given, else derived from the seed in the vendor's usual shape."""
+        c = self.cameras[k - 1]
+        if c.serial:
+            return c.serial
+        digest = hashlib.sha256(f"{self.terminals.seed}:serial{k}".encode()).hexdigest().upper()
+        if c.vendor == "hikvision":  # model, production date, a batch code and nine digits
+            return f"{self.camera_model(k)}20240612AACH{int(digest[:8], 16) % 10**9:09d}"
+        return digest[:15]
+
     def wan_address(self, k: int, isp: Literal["main", "second"]) -> IPv4Address:
         """The WAN address of extra router k on its ISP's subnet."""
         net = self.isp.subnet if isp == "main" else self.isp2.subnet
@@ -226,6 +309,7 @@ class Scenario(_Strict):
         overrides = {o.number: o for o in spec.overrides}
         blocked = _chosen(spec, "icmp", spec.icmp_blocked_share)
         announcing = _chosen(spec, "dhcp-name", spec.dhcp_name_share)
+        without_client = _chosen(spec, "realname", spec.realname_missing_share)
         terminals: list[Terminal] = []
         macs: set[str] = set()
         for i in range(spec.count):
@@ -246,6 +330,8 @@ class Scenario(_Strict):
                 netbios=True if o.netbios is None else o.netbios,
                 dhcp_name=(number in announcing) if o.dhcp_name is None else o.dhcp_name,
                 icmp=(number not in blocked) if o.icmp is None else o.icmp,
+                realname=(number not in without_client) if o.realname is None else o.realname,
+                firewall=spec.firewall if o.firewall is None else o.firewall,
             ))
         if overrides:
             raise ScenarioError(f"overrides name machines that do not exist: {sorted(overrides)}")
@@ -262,6 +348,13 @@ class Scenario(_Strict):
             if d.address in taken and not taken[d.address].startswith("routers["):
                 raise ScenarioError(f"rogue_dhcp[{i}]: {d.address} already used by {taken[d.address]}")
             taken.setdefault(d.address, f"rogue_dhcp[{i}]")
+        lo, hi = self.lan.dhcp_range
+        for key, i, address in self._service_addresses():
+            if lo <= address <= hi:
+                raise ScenarioError(f"{key}[{i}]: {address} is inside lan.dhcp_range")
+            if address in taken or address in (self.lan.subnet.network_address, self.lan.subnet.broadcast_address):
+                raise ScenarioError(f"{key}[{i}]: {address} already used by {taken.get(address, 'the subnet')}")
+            taken[address] = f"{key}[{i}]"
         for t in terminals:
             if t.power == "off":
                 continue

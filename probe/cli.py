@@ -59,6 +59,9 @@ def run(
                                                                          "(second uplink) test")] = False,
     no_snmp: Annotated[bool, typer.Option("--no-snmp", help="不读取档案中的 SNMP 设备 / skip the profile's SNMP "
                                                              "targets")] = False,
+    no_services: Annotated[bool, typer.Option("--no-services", help="不扫描服务（计费、审计、实名客户端）/ skip the "
+                                                                     "service scan (billing, audit, real-name client)")] = False,
+    no_cameras: Annotated[bool, typer.Option("--no-cameras", help="不查找摄像机 / skip the camera survey")] = False,
     timezone: Annotated[str, typer.Option(help="场所时区 / venue time zone")] = DEFAULT_TZ,
     home: HomeOption = None,
     task: Annotated[Optional[str], typer.Option(help="检查任务编号 / inspection task number")] = None,
@@ -75,7 +78,7 @@ def run(
         _refuse("--retries 须在 0–20 之间 / --retries must be within 0–20")
     opts = RunOptions(profile=profile, iface=iface, out=out_dir, allow_large=allow_large, rate=rate,
                       retries=retries, names=not no_names, dhcp=not no_dhcp, forwarding=not no_forwarding,
-                      snmp=not no_snmp, timezone=timezone,
+                      snmp=not no_snmp, services=not no_services, cameras=not no_cameras, timezone=timezone,
                       home=_home(home).root, task_id=task, inspectors=inspector or [])
     if send:
         _agent(_home(home))  # refuse before sweeping, not after, when no device is pinned
@@ -96,11 +99,15 @@ def run(
             "foreign": bar.add_task("网段外设备 foreign subnets", total=None, note="", visible=False),
             "forwarding": bar.add_task("转发测试 forwarding", total=None, note="", visible=False),
             "snmp": bar.add_task("SNMP 设备 devices", total=None, note="", visible=False),
+            "services": bar.add_task("服务扫描 services", total=None, note="", visible=False),
+            "cameras": bar.add_task("摄像机 cameras", total=None, note="", visible=False),
         }
         notes = {"dhcp": "收集 OFFER / collecting offers (no lease)",
                  "foreign": "ARP 询问常见路由器地址 / asking for common router addresses",
                  "forwarding": "TTL 1，必要时一个 SYN / TTL 1, then one SYN where silent",
-                 "snmp": "只读 / read-only"}
+                 "snmp": "只读 / read-only",
+                 "services": "计费、审计、实名客户端 / billing, audit, real-name client",
+                 "cameras": "WS-Discovery、SADP、DHIP、RTSP"}
         current: list[str] = []
 
         def on_stage(name: str) -> None:
@@ -127,7 +134,10 @@ def run(
               f"NetBIOS {len(obs.netbios.answers)}/{obs.netbios.queried}"
               + (f"; DHCP 服务器 servers {len(obs.dhcp.offers)}" if obs.dhcp is not None else "")
               + (f"; 转发主机 forwarders {len(obs.forwarding.forwarders)}" if obs.forwarding is not None else "")
-              + (f"; SNMP {sum(d.ok for d in obs.snmp)}/{len(obs.snmp)}" if obs.snmp else ""))
+              + (f"; SNMP {sum(d.ok for d in obs.snmp)}/{len(obs.snmp)}" if obs.snmp else "")
+              + (f"; 服务 services {sum(len(h.open) for h in obs.services.hosts)} open, "
+                 f"{len(obs.services.matches)} matched" if obs.services is not None else "")
+              + (f"; 摄像机 cameras {len(obs.cameras.cameras)}" if obs.cameras is not None else ""))
     print_findings(out, findings, f"{prep.profile.venue.name} · {obs.run.started_at.isoformat(timespec='seconds')}")
     out.print(f"输出 output: {out_dir}/findings.json, observations.json, capture.pcap, report.dsse.json "
               f"(已签名、已入发件箱 / signed, queued in the outbox)", highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from probe.findings import Finding, Status
@@ -26,8 +27,9 @@ def findings_table(findings: list[Finding], title: str) -> Table:
     table.add_column("摘要 / Summary", ratio=7)
     for f in findings:
         zh, en = STATUS_LABEL[f.status]
+        # Summaries and details carry names and banners from the café network: never markup.
         table.add_row(f"{f.check_id}\n{f.title_zh}\n[dim]{f.title_en}[/]", f"{zh}\n[dim]{en}[/]",
-                      f"{f.summary_zh}\n[dim]{f.summary_en}[/]" + _detail(f))
+                      f"{escape(f.summary_zh)}\n[dim]{escape(f.summary_en)}[/]" + escape(_detail(f)))
     return table
 
 
@@ -67,6 +69,20 @@ def _detail(f: Finding) -> str:
     elif f.check_id == "FOREIGN-SUBNET":
         for h in ev.get("hosts", [])[:8]:
             lines.append(f"  {h['address']} ({h['mac']}) · {h.get('how', '')}")
+    elif f.check_id == "REALNAME-CLIENT" and ev.get("missing"):
+        shown = ", ".join(ev["missing"][:12]) + (f" … +{len(ev['missing']) - 12}" if len(ev["missing"]) > 12 else "")
+        lines.append(f"  未检测到客户端 no client: {shown}")
+    elif f.check_id == "DUAL-BILLING":
+        for r in ev.get("billing_servers", [])[:8]:
+            mark = "已登记 registered" if r.get("registered") else "未登记 unregistered"
+            lines.append(f"  {r['address']} ({r.get('mac') or '-'}) {r.get('product') or '?'} · {mark}")
+    elif f.check_id == "AUDIT-SYSTEM":
+        for r in ev.get("servers", [])[:8]:
+            state = {True: "运行 up", False: "未运行 down", None: "未知 unknown"}[r.get("up")]
+            lines.append(f"  {r['address']} {r.get('product') or ''} · {state}")
+    elif f.check_id == "VIDEO-SYSTEM":
+        for r in ev.get("cameras", [])[:8]:
+            lines.append(f"  {r['address']} ({r.get('mac') or '-'}) · {', '.join(r.get('how', []))}")
     return ("\n" + "\n".join(lines)) if lines else ""
 
 
@@ -78,4 +94,4 @@ def print_findings(console: Console, findings: list[Finding], title: str) -> Non
     if manual:
         console.print("[cyan]人工核查项 / items for the officers to check by hand:[/]")
         for f in manual:
-            console.print(f"  {f.check_id:17} {f.title_zh} [dim]· {f.summary_zh}[/]", highlight=False)
+            console.print(f"  {f.check_id:17} {f.title_zh} [dim]· {escape(f.summary_zh)}[/]", highlight=False)

@@ -23,18 +23,19 @@ from probe.evaluate import evaluate, findings_document
 from probe.findings import Finding, Status
 from probe.home import HomeError, ProbeHome, ProbeIdentity
 from probe.iface import Interface, InterfaceError, inspect_interface
-from probe.net import arp, netbios, snmp
+from probe.net import arp, cameras, netbios, services, snmp
 from probe.net.dhcp import DhcpHostnameListener, DhcpServerListener, discover as dhcp_discover
 from probe.net.foreign import ask_router_addresses
 from probe.net.forwarding import probe_forwarding
 from probe.net.link import LinkError, RawLink, mac_str
-from probe.observations import (DhcpDiscovery, ForwardingTest, NetbiosSurvey, Observations, ProbeInfo, RunInfo,
-                                SnmpDevice)
+from probe.observations import (CameraSurvey, DhcpDiscovery, ForwardingTest, NetbiosSurvey, Observations, ProbeInfo,
+                                RunInfo, ServiceScan, SnmpDevice)
 from probe.outbox import Outbox, OutboxFull
 from probe.profile import ProfileError, VenueProfile, load_profile
 from probe.report import (REPORT_FILE, ProbeRef, ReportPayload, RulesetRef, TaskRef, VenueRef, evidence_entries,
                           new_report_id, sign_report, write_atomic)
 from probe.rules import Ruleset, RulesError, load_ruleset
+from probe.signatures import effective_signatures
 
 __all__ = ["RunOptions", "RunRefused", "Prepared", "prepare", "execute", "sign_run", "write_json", "DEFAULT_TZ",
            "MAX_PREFIX"]
@@ -61,6 +62,8 @@ class RunOptions:
     dhcp: bool = True
     forwarding: bool = True
     snmp: bool = True
+    services: bool = True
+    cameras: bool = True
     timezone: str = DEFAULT_TZ
     home: Path | None = None
     task_id: str | None = None
@@ -196,6 +199,21 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
             # Over the kernel's UDP sockets; the raw link still records every frame of it.
             progress.stage("snmp")
             snmp_devices = snmp.collect(prep.profile.servers.snmp)
+        live = [(h.address, h.mac) for h in sweep.hosts]
+        scan: ServiceScan | None = None
+        if opts.services:
+            progress.stage("services")
+            venue = prep.profile.servers.signatures
+            signatures = effective_signatures(prep.ruleset.signatures, venue)
+            origin = {s.id: "rules" for s in signatures} | {s.id: "profile" for s in venue}
+            scan = services.scan(live, signatures, origin=origin)
+        camera_survey: CameraSurvey | None = None
+        if opts.cameras:
+            progress.stage("cameras")
+            # The scan already knocked on 554 everywhere when a signature uses it: ask only where it was open.
+            rtsp_hosts = None if scan is None or cameras.RTSP_PORT not in scan.tcp_ports else [
+                h.address for h in scan.hosts if any(p.port == cameras.RTSP_PORT and p.transport == "tcp" for p in h.open)]
+            camera_survey = cameras.survey(link, live, prep.probe_address.ip, rtsp_hosts=rtsp_hosts)
         passive_arp = passive.stop()
         dhcp_seen = dhcp_names.stop()
         dhcp_server_messages = dhcp_servers.stop()
@@ -207,7 +225,8 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
                                     address=prep.probe_address.ip, prefixlen=prep.probe_address.network.prefixlen),
                     capture_file=pcap.name),
         arp=sweep, passive_arp=passive_arp, netbios=survey, dhcp_hostnames=dhcp_seen, dhcp=dhcp,
-        dhcp_server_messages=dhcp_server_messages, foreign_arp=foreign, forwarding=forwarding, snmp=snmp_devices)
+        dhcp_server_messages=dhcp_server_messages, foreign_arp=foreign, forwarding=forwarding, snmp=snmp_devices,
+        services=scan, cameras=camera_survey)
     findings = evaluate(obs, prep.profile, prep.ruleset)
     write_json(opts.out / "observations.json", obs.model_dump(mode="json"))
     write_json(opts.out / "findings.json", findings_document(obs, findings, prep.ruleset))
