@@ -10,8 +10,8 @@ whatever happens. Both tools run only inside the lab's probe namespace
 extra routers, servers and powered terminals), as DESIGN.md section 2
 requires. Per run:
 
-* ours: ``probe.net.services.scan`` with its default caps (128 sockets, 400
-  connects per second, 1 s timeouts, one retry) in a child python, over the
+* ours: ``probe.net.services.scan`` with its default caps (256 sockets, 1,000
+  connects per second, 0.5 s to connect, one retry) in a child python, over the
   effective signatures (the shipped ones plus the staged profile's
   ``servers.signatures``). UDP signatures are probed too, as a real run does;
   nmap -sT does no UDP, so the agreement is over TCP only;
