@@ -107,11 +107,6 @@ class Signature(BaseModel):
         return self._regex.search(answer[:MAX_ANSWER].decode("latin-1")) is not None
 
 
-class _File(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    signatures: list[Signature]
-
-
 def load_signature_files(directory: Path) -> list[Signature]:
     """Every signature of ``directory/*.yaml`` (``{signatures: [...]}``), ids unique; SignatureError otherwise."""
     found: list[Signature] = []
@@ -119,11 +114,19 @@ def load_signature_files(directory: Path) -> list[Signature]:
     for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            found.extend(_File.model_validate(data).signatures)
         except (OSError, UnicodeError, yaml.YAMLError) as exc:
             problems.append(f"{path.name}: {exc}")
-        except ValidationError as exc:
-            problems.extend(f"{path.name}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            continue
+        if not isinstance(data, dict) or set(data) != {"signatures"} or not isinstance(data["signatures"], list):
+            problems.append(f"{path.name}: must hold exactly one key, signatures: a list")
+            continue
+        # One entry at a time, so a bad entry does not hide the good ones (and their duplicate ids).
+        for i, entry in enumerate(data["signatures"]):
+            try:
+                found.append(Signature.model_validate(entry))
+            except ValidationError as exc:
+                problems.extend(f"{path.name}: signatures[{i}]{''.join(f'.{p}' for p in e['loc'])}: {e['msg']}"
+                                for e in exc.errors())
     seen: set[str] = set()
     for sig in found:
         if sig.id in seen:
