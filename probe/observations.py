@@ -6,7 +6,7 @@ I/O. A saved file re-evaluates to the same findings (``cafe-probe evaluate``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Literal
 
@@ -370,6 +370,50 @@ class CameraSurvey(BaseModel):
     seconds: float = 0.0
 
 
+class DayRange(BaseModel):
+    """Consecutive days, both ends included."""
+
+    first: date
+    last: date
+
+
+class LogFolderRead(BaseModel):
+    """One log folder of a source: what was listed, and the days its files cover (never judged here)."""
+
+    path: str
+    name_pattern: str | None = None
+    recursive: bool = False
+    ok: bool = True
+    error: Literal["missing", "not_a_folder", "permission", "too_many", "timeout", "io"] | None = None
+    error_detail: str | None = None
+    files: int = Field(default=0, description="regular files listed")
+    dated_by_name: int = 0
+    dated_by_content: int = Field(default=0, description="undated names dated from their first and last lines")
+    undated: int = Field(default=0, description="files no date could be read from")
+    covered: list[DayRange] = Field(default_factory=list, description="days with at least one record, merged")
+    oldest: date | None = None
+    newest: date | None = None
+    listing_sha256: str | None = Field(
+        default=None, description="SHA-256 of the canonical listing: one line per file, name, size, mtime")
+    bytes_read: int = Field(default=0, description="file content read to date undated names (first/last bytes)")
+
+
+class LogSourceRead(BaseModel):
+    """One log source of the profile (a server over SFTP, or a local folder offline)."""
+
+    address: IPv4Address | None = Field(default=None, description="None for an offline folder")
+    port: int | None = None
+    username: str | None = None
+    ok: bool
+    error: Literal["host_key_mismatch", "auth", "refused", "timeout", "unreachable", "protocol",
+                   "credentials_unreadable"] | None = None
+    error_detail: str | None = None
+    host_key_seen: str | None = Field(default=None, description="'<type> <base64>' the server showed")
+    host_key_pinned: bool = Field(default=False, description="the profile pinned a key and it matched")
+    folders: list[LogFolderRead] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
 class ProbeInfo(BaseModel):
     """Who and where the probe was."""
 
@@ -410,5 +454,6 @@ class Observations(BaseModel):
     snmp: list[SnmpDevice] = Field(default_factory=list)
     services: ServiceScan | None = Field(default=None, description="None when the scan did not run")
     cameras: CameraSurvey | None = Field(default=None, description="None when the survey did not run")
+    logs: list[LogSourceRead] | None = Field(default=None, description="None when the log sources were not read")
     dhcp_server_messages: list[DhcpServerMessage] = Field(
         default_factory=list, description="DHCP server answers to any client, heard passively for the whole run")
