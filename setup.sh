@@ -14,6 +14,7 @@ APT_PACKAGES=(
   iproute2        # ip netns, veth, bridge: the lab café
   nftables        # lab: NAT on the router, frame loss on the switch
   dnsmasq-base    # lab: the café router's real DHCP server, and the rogue ones
+  openssh-server  # lab: the café log servers' real sshd (SFTP, read-only), read by probe/net/ssh.py
   snmpd           # lab: the router's real SNMP agent (Net-SNMP; v2c and v3), read by probe/net/snmp.py
   arp-scan nmap   # peers measured by bench/discovery.py
   tcpdump         # reading capture.pcap
@@ -38,7 +39,24 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== apt-get install ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The lab runs its own sshd and snmpd inside namespaces only. Installing the packages must not
+  # start the system's daemons on this machine's real interfaces: deny service starts meanwhile
+  # (policy-rc.d, unless the machine has its own) and keep the ones installed here from starting at boot.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || { [ $own_policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ $own_policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+  if command -v systemctl >/dev/null; then
+    for pkg in "${missing[@]}"; do
+      case "$pkg" in
+        openssh-server) systemctl disable ssh.service ssh.socket >/dev/null 2>&1 || true ;;
+        snmpd) systemctl disable snmpd.service >/dev/null 2>&1 || true ;;
+      esac
+    done
+  fi
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lab import logs
 from lab import netns as ns
-from lab import snmpd
+from lab import snmpd, sshd
 from lab.scenario import SNMP_V3_USER, Scenario, Terminal, load_scenario, stage_profile
 from lab.services import AUDIT_PRODUCT, BILLING_PRODUCTS, REALNAME
 
@@ -101,6 +102,8 @@ class Lab:
             ns.stop(ns.ProcRecord(**rec))
         names = [n for n in self._state.get("namespaces", []) if ns.netns_exists(n)]
         ns.ip_batch((f"netns del {n}" for n in names), force=True)
+        for server in self._state.get("log_servers", []):
+            sshd.remove_server_root(Path(server["server_root"]))
         leftover = [n for n in names if ns.netns_exists(n)]
         if leftover:
             raise LabError(f"could not delete namespaces: {' '.join(leftover[:5])}")
@@ -138,7 +141,8 @@ class Lab:
         with ns.inside(rt):
             ns.sysctl("net.ipv4.ip_forward", 1)
         self.staged_profile.parent.mkdir(parents=True, exist_ok=True)
-        _, lab_secrets = stage_profile(sc, self.staged_profile.parent)
+        host_keys, ssh_password = self._prepare_log_servers()
+        _, lab_secrets = stage_profile(sc, self.staged_profile.parent, host_keys, ssh_password)
 
         prefix = sc.lan.subnet.prefixlen
         switch = ["link add br0 type bridge", "link set br0 up",
@@ -197,6 +201,7 @@ class Lab:
             self._start_dnsmasq(where, f"rogue{k}", spec.range, spec.router or spec.address, authoritative=False)
         if sc.router.snmp != "off":
             self._start_snmpd(rt, lab_secrets)
+        self._start_log_servers(lab_secrets)
         # Both daemons set up their namespaces at the same time (two cores); each then says it is ready.
         terminals = self._start_terminals(live)
         services = self._start_services(live)
@@ -240,11 +245,13 @@ class Lab:
                     + ([f"route add default via {gateway}"] if gateway else []), netns=netns)
 
     def _service_hosts(self) -> list[tuple[str, int, str, str]]:
-        """(kind, k, address, MAC) of every billing server ("b"), audit server ("a") and camera ("c")."""
+        """(kind, k, address, MAC) of every billing server ("b"), audit server ("a"), camera ("c") and
+        log server ("l")."""
         sc = self.scenario
         return ([("b", k, str(b.address), sc.billing_mac(k)) for k, b in enumerate(sc.billing, start=1)]
                 + [("a", k, str(a.address), sc.audit_mac(k)) for k, a in enumerate(sc.audit, start=1)]
-                + [("c", k, str(c.address), sc.camera_mac(k)) for k, c in enumerate(sc.cameras, start=1)])
+                + [("c", k, str(c.address), sc.camera_mac(k)) for k, c in enumerate(sc.cameras, start=1)]
+                + [("l", k, str(s.address), sc.log_server_mac(k)) for k, s in enumerate(sc.log_servers, start=1)])
 
     def _service_ns(self, kind: str, k: int) -> str:
         return self.nsname(f"{kind}{k}")
@@ -312,6 +319,55 @@ class Lab:
                                     lab_secrets["snmp-v3.auth"], lab_secrets["snmp-v3.priv"])
         _, rec = snmpd.start_snmpd(rt, self.state_dir, config, sc.lan.router)
         self._record(rec)
+
+    # -- log servers -------------------------------------------------------
+    def _log_state(self, k: int) -> Path:
+        """Log server k's sshd files: config, host key, PID file, log."""
+        return self.state_dir / f"sshd{k}"
+
+    def log_server_root(self, k: int) -> Path:
+        """The directory log server k's SFTP users see as ``/`` (its chroot; the folders are under it)."""
+        return Path(self._state["log_servers"][k - 1]["server_root"]) / "root"
+
+    def _prepare_log_servers(self) -> tuple[dict[int, str], str | None]:
+        """Before the profile is staged: the lab accounts, each server's own host key, its folders.
+
+        Returns the host keys' public lines (for the profile's pins) and the
+        password account's password (for the profile's password files). The
+        logs are generated against the venue's day now, which the truth keeps.
+        """
+        servers = self.scenario.log_servers
+        if not servers:
+            return {}, None
+        users = sshd.ensure_lab_users()
+        today = logs.lab_today()
+        self._state["log_servers"] = []
+        host_keys: dict[int, str] = {}
+        for k, server in enumerate(servers, start=1):
+            state = self._log_state(k)
+            state.mkdir(mode=0o700, exist_ok=True)
+            host_keys[k] = sshd.make_host_key(state / "ssh_host_ed25519_key")
+            # Recorded before it exists, so down removes it whatever happens next.
+            base = sshd.SERVER_ROOTS / f"sshd-{self.id}-l{k}"
+            self._state["log_servers"].append({"server_root": str(base), "host_key": host_keys[k]})
+            self._save()
+            sshd.new_server_root(f"{self.id}-l{k}")
+            self._state["log_servers"][-1]["truth"] = logs.generate(base / "root", server, today)
+            self._save()
+        return host_keys, users.password_file.read_text().strip()
+
+    def _start_log_servers(self, lab_secrets: dict[str, str]) -> None:
+        """Debian's sshd on port 22 of each log server's LAN address: its own host key, SFTP only, chrooted."""
+        for k, server in enumerate(self.scenario.log_servers, start=1):
+            state, base = self._log_state(k), Path(self._state["log_servers"][k - 1]["server_root"])
+            users = [u for u in (server.users.password, server.users.key) if u]
+            if server.users.key:
+                (base / "authorized_keys" / server.users.key).write_text(
+                    lab_secrets[f"ssh{k}-{server.users.key}.pub"] + "\n")
+            config = sshd.sshd_config(server.address, 22, state / "ssh_host_ed25519_key", base, users,
+                                      state_dir=state)
+            _, rec = sshd.start_sshd(self._service_ns("l", k), state, config)
+            self._record(rec)
 
     def _start_terminals(self, live: list[Terminal]) -> subprocess.Popen:
         sc = self.scenario
@@ -457,6 +513,7 @@ class Lab:
                     "onvif": c.onvif, "rtsp": c.rtsp, "model": sc.camera_model(k), "serial": sc.camera_serial(k)}
                    for k, c in enumerate(sc.cameras, start=1)]
         live = [t for t in self.terminals if t.power == "on"]
+        log_servers = self._log_truth()
         return {
             "scenario": sc.name,
             "lab_id": self.id,
@@ -480,6 +537,8 @@ class Lab:
             "billing": billing,
             "audit": audit,
             "cameras": cameras,
+            "log_servers": log_servers,
+            "logs_today": log_servers[0]["today"] if log_servers else None,
             "realname": {"product": REALNAME.key, "name": REALNAME.name, "port": REALNAME.port},
             "realname_missing": [str(t.address) for t in live if not t.realname],
             "services_stats": str(self.stats_path),
@@ -490,9 +549,25 @@ class Lab:
                           + [{"address": b["address"], "mac": b["mac"], "role": "billing"} for b in billing]
                           + [{"address": a["address"], "mac": a["mac"], "role": "audit"} for a in audit]
                           + [{"address": c["address"], "mac": c["mac"], "role": c["kind"]} for c in cameras]
+                          + [{"address": s["address"], "mac": s["mac"], "role": "log_server"} for s in log_servers]
                           + [{"address": str(t.address), "mac": t.mac, "role": "terminal", "number": t.number}
                              for t in live],
         }
+
+
+    def _log_truth(self) -> list[dict[str, Any]]:
+        """Per log server: address, MAC, users, its host key and whether the profile pins it, where its
+        tree is, and lab/logs.py's truth (the day used, each folder's oldest, newest, gaps and files)."""
+        built = self._state.get("log_servers", [])
+        rows = []
+        for k, (server, state) in enumerate(zip(self.scenario.log_servers, built), start=1):
+            truth = state.get("truth", {})
+            rows.append({"address": str(server.address), "mac": self.scenario.log_server_mac(k), "port": 22,
+                         "users": server.users.model_dump(), "host_key": state["host_key"],
+                         "host_key_pinned": server.host_key == "match",
+                         "root": str(Path(state["server_root"]) / "root"),
+                         "today": truth.get("today"), "folders": truth.get("folders", [])})
+        return rows
 
 
 def _nat(netns: str, icmp: bool) -> None:

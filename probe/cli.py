@@ -178,6 +178,102 @@ def evaluate(
         print_findings(out, findings, f"{prof.venue.name} · {obs.run.started_at.isoformat(timespec='seconds')}")
 
 
+_LOGS_STATUS = {"pass": "pass", "fail": "fail", "undated": "inconclusive", "error": "inconclusive"}
+
+
+@app.command()
+def logs(
+    path: Annotated[Path, typer.Option("--path", help="日志目录（如拷贝到U盘的日志）/ log folder (e.g. copied onto a USB stick)")],
+    name_pattern: Annotated[Optional[str], typer.Option(
+        "--name-pattern", help="文件名中的日期（strftime），如 billing-%Y%m%d.log；不给则按首末行时间 / "
+                               "date in file names (strftime); without it, dates come from first/last lines")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", help="包括子目录 / include subfolders")] = False,
+    tz_name: Annotated[str, typer.Option("--timezone", help="场所时区 / venue time zone")] = DEFAULT_TZ,
+    today: Annotated[Optional[str], typer.Option(
+        "--today", help="检查日 YYYY-MM-DD（默认该时区的今天）/ inspection day (default: today in that zone)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="输出 JSON 而不是表格 / print JSON")] = False,
+) -> None:
+    """离线检查日志保存期限（不联网）/ Offline log retention check of a local folder (no network)."""
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from pydantic import ValidationError
+    from rich.markup import escape
+    from rich.table import Table
+
+    from probe.checks.log_retention import CHECK_ID, FOLDER_ERRORS, coverage, folder_outcome
+    from probe.display import STATUS_LABEL
+    from probe.findings import Status
+    from probe.logdates import LogDateError, load_line_formats, read_local_folder
+    from probe.profile import LogPath
+
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ValueError, LookupError):  # ZoneInfoNotFoundError is a KeyError
+        _refuse(f"未知时区 / unknown time zone: {tz_name!r}")
+    try:
+        day = date.fromisoformat(today) if today else datetime.now(tz).date()
+    except ValueError:
+        _refuse(f"--today 应为 YYYY-MM-DD / --today must be YYYY-MM-DD: {today!r}")
+    try:
+        spec = LogPath(path=str(path), name_pattern=name_pattern, recursive=recursive)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False, include_input=False)[0]
+        words = problem.get("ctx") or {}
+        _refuse(f"--name-pattern: {words.get('zh', '无效')} / {words.get('en', problem['msg'])}")
+    try:
+        ruleset = load_ruleset()
+        thresholds = ruleset.check(CHECK_ID).thresholds
+        read = read_local_folder(path, spec, load_line_formats(), tz)
+    except RulesError as exc:
+        _refuse(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}")
+    except LogDateError as exc:
+        _refuse(f"日志格式文件无效 / bad log formats: {str(exc).splitlines()[0]}")
+    if read.error in ("missing", "not_a_folder", "permission", "io"):
+        zh, en = FOLDER_ERRORS[read.error]
+        _refuse(f"无法读取 / cannot read {path}: {zh} / {en}")
+    cov = coverage(read.covered, day, int(thresholds["retention_days"]), int(thresholds["gap_allowance_days"]))
+    status = Status(_LOGS_STATUS[folder_outcome(read, cov)])
+    gaps = [[g.first.isoformat(), g.last.isoformat()] for g in cov.gaps]
+    doc = {"path": str(path), "name_pattern": name_pattern, "recursive": recursive, "timezone": tz_name,
+           "today": day.isoformat(), "retention_days": thresholds["retention_days"],
+           "gap_allowance_days": thresholds["gap_allowance_days"], "window_first": cov.window_first.isoformat(),
+           "window_last": cov.window_last.isoformat(), "oldest": cov.oldest.isoformat() if cov.oldest else None,
+           "newest": cov.newest.isoformat() if cov.newest else None, "gaps": gaps, "longest_gap": cov.longest_gap,
+           "missing_days": cov.missing_days, "files": read.files, "dated_by_name": read.dated_by_name,
+           "dated_by_content": read.dated_by_content, "undated": read.undated, "bytes_read": read.bytes_read,
+           "listing_sha256": read.listing_sha256, "error": read.error, "error_detail": read.error_detail,
+           "status": status.value, "ruleset": {"version": ruleset.version, "sha256": ruleset.sha256}}
+    if json_out:
+        json.dump(doc, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return
+    table = Table(title=f"日志保存期限 / log retention · {escape(str(path))}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    zh, en = STATUS_LABEL[status]
+    rows = [
+        ("结论 / verdict", f"{zh} [dim]{en}[/]"),
+        ("今天 / today", f"{day.isoformat()} ({escape(tz_name)})"),
+        ("须覆盖 / required", f"{doc['window_first']} – {doc['window_last']} "
+                             f"({doc['retention_days']} 天 days; 允许缺失 gap allowance {doc['gap_allowance_days']})"),
+        ("最早 / oldest", doc["oldest"] or "-"),
+        ("最新 / newest", doc["newest"] or "-"),
+        ("缺失 / gaps", "\n".join(a if a == b else f"{a} – {b}" for a, b in gaps) or "无 none"),
+        ("文件 / files", f"{read.files}（按文件名 by name {read.dated_by_name}，按内容 by content "
+                         f"{read.dated_by_content}，无法确定日期 undated {read.undated}）"),
+        ("清单 SHA-256 / listing", read.listing_sha256 or "-"),
+    ]
+    if read.error:
+        rows.append(("未读完 / incomplete", escape(f"{read.error}: {read.error_detail or ''}")))
+    elif status is Status.INCONCLUSIVE:
+        rows.append(("说明 / note", f"{read.undated} 个文件无法确定日期，可能含缺失日期的记录，请人工查看 / "
+                                   f"{read.undated} file(s) could not be dated and may hold the missing days; look by hand"))
+    for label, value in rows:
+        table.add_row(label, value)
+    out.print(table)
+
+
 @app.command("check-profile")
 def check_profile(profile: Annotated[Path, typer.Argument(help="场所档案 YAML / venue profile")]) -> None:
     """校验场所档案，逐条列出问题 / Validate a venue profile and list every problem."""

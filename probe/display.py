@@ -83,6 +83,24 @@ def _detail(f: Finding) -> str:
     elif f.check_id == "VIDEO-SYSTEM":
         for r in ev.get("cameras", [])[:8]:
             lines.append(f"  {r['address']} ({r.get('mac') or '-'}) · {', '.join(r.get('how', []))}")
+    elif f.check_id == "LOG-RETENTION":
+        if ev.get("today"):
+            lines.append(f"  今天 today {ev['today']} ({ev.get('timezone')}) · 须覆盖 required "
+                         f"{ev.get('window_first')} – {ev.get('window_last')}")
+        for s in ev.get("sources", [])[:8]:
+            key = "公钥已核实 key pinned" if s.get("host_key_pinned") else "公钥仅记录 key recorded only"
+            if s.get("error"):
+                lines.append(f"  {s['address']}:{s['port']} 无法读取 unreadable ({s['error']})")
+                continue
+            lines.append(f"  {s['address']}:{s['port']} · {key}")
+            for d in s.get("folders", [])[:8]:
+                if d.get("error"):
+                    lines.append(f"    {d['path']}: 无法读取 unreadable ({d['error']})")
+                    continue
+                gaps = [a if a == b else f"{a}~{b}" for a, b in d.get("gaps", [])]
+                shown = ", ".join(gaps[:4]) + (f" … +{len(gaps) - 4}" if len(gaps) > 4 else "") or "-"
+                lines.append(f"    {d['path']}: 最早 oldest {d.get('oldest') or '-'} · 最新 newest "
+                             f"{d.get('newest') or '-'} · 文件 files {d.get('files')} · 缺失 gaps {shown}")
     return ("\n" + "\n".join(lines)) if lines else ""
 
 

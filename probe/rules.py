@@ -342,7 +342,7 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
     renumbered provisions are cited together with their successors. Raises
     RulesError listing every problem found.
     """
-    root = _locate(path)
+    root = rules_directory(path)
     tree = _read_tree(root)
     problems: list[str] = []
 
@@ -392,7 +392,8 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
 # --------------------------------------------------------------------- loading
 
 
-def _locate(path: Path | None) -> Path:
+def rules_directory(path: Path | None) -> Path:
+    """The rules directory: ``path``, else ``$CAFE_PROBE_RULES``, else the shipped ``rules`` package."""
     if path is None:
         env = os.environ.get(RULES_ENV)
         if env:

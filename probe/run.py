@@ -23,13 +23,14 @@ from probe.evaluate import evaluate, findings_document
 from probe.findings import Finding, Status
 from probe.home import HomeError, ProbeHome, ProbeIdentity
 from probe.iface import Interface, InterfaceError, inspect_interface
-from probe.net import arp, cameras, netbios, services, snmp
+from probe.logdates import LogDateError, load_line_formats
+from probe.net import arp, cameras, netbios, services, snmp, ssh
 from probe.net.dhcp import DhcpHostnameListener, DhcpServerListener, discover as dhcp_discover
 from probe.net.foreign import ask_router_addresses
 from probe.net.forwarding import probe_forwarding
 from probe.net.link import LinkError, RawLink, mac_str
-from probe.observations import (CameraSurvey, DhcpDiscovery, ForwardingTest, NetbiosSurvey, Observations, ProbeInfo,
-                                RunInfo, ServiceScan, SnmpDevice)
+from probe.observations import (CameraSurvey, DhcpDiscovery, ForwardingTest, LogSourceRead, NetbiosSurvey,
+                                Observations, ProbeInfo, RunInfo, ServiceScan, SnmpDevice)
 from probe.outbox import Outbox, OutboxFull
 from probe.profile import ProfileError, VenueProfile, load_profile
 from probe.report import (REPORT_FILE, ProbeRef, ReportPayload, RulesetRef, TaskRef, VenueRef, evidence_entries,
@@ -64,6 +65,7 @@ class RunOptions:
     snmp: bool = True
     services: bool = True
     cameras: bool = True
+    logs: bool = True
     timezone: str = DEFAULT_TZ
     home: Path | None = None
     task_id: str | None = None
@@ -82,6 +84,7 @@ class Prepared:
     tz: ZoneInfo
     identity: ProbeIdentity
     outbox: Outbox
+    log_formats: list = field(default_factory=list)
 
 
 def prepare(opts: RunOptions) -> Prepared:
@@ -97,8 +100,11 @@ def prepare(opts: RunOptions) -> Prepared:
     try:
         ruleset = load_ruleset()
         ruleset.require_modules(set(CHECKS))
+        log_formats = load_line_formats(ruleset.root / "log_formats.yaml")
     except RulesError as exc:
         raise RunRefused(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}") from None
+    except LogDateError as exc:
+        raise RunRefused(f"规则库无效 / bad ruleset: log_formats.yaml: {exc}") from None
     try:
         tz = ZoneInfo(opts.timezone)
     except Exception:  # noqa: BLE001 - any unknown zone name is the same user error
@@ -131,7 +137,7 @@ def prepare(opts: RunOptions) -> Prepared:
     address = _probe_address(profile, iface)
     return Prepared(profile=profile, profile_sha256=hashlib.sha256(opts.profile.read_bytes()).hexdigest(),
                     ruleset=ruleset, interface=iface, probe_address=address, tz=tz, identity=identity,
-                    outbox=outbox)
+                    outbox=outbox, log_formats=log_formats)
 
 
 def _probe_address(profile: VenueProfile, iface: Interface) -> IPv4Interface:
@@ -214,6 +220,11 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
             rtsp_hosts = None if scan is None or cameras.RTSP_PORT not in scan.tcp_ports else [
                 h.address for h in scan.hosts if any(p.port == cameras.RTSP_PORT and p.transport == "tcp" for p in h.open)]
             camera_survey = cameras.survey(link, live, prep.probe_address.ip, rtsp_hosts=rtsp_hosts)
+        logs: list[LogSourceRead] | None = None
+        if opts.logs and prep.profile.servers.log_sources:
+            # SFTP, read-only, in profile order; each source bounded in time.
+            progress.stage("logs")
+            logs = ssh.read_sources(prep.profile.servers.log_sources, formats=prep.log_formats, tz=prep.tz)
         passive_arp = passive.stop()
         dhcp_seen = dhcp_names.stop()
         dhcp_server_messages = dhcp_servers.stop()
@@ -226,7 +237,7 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
                     capture_file=pcap.name),
         arp=sweep, passive_arp=passive_arp, netbios=survey, dhcp_hostnames=dhcp_seen, dhcp=dhcp,
         dhcp_server_messages=dhcp_server_messages, foreign_arp=foreign, forwarding=forwarding, snmp=snmp_devices,
-        services=scan, cameras=camera_survey)
+        services=scan, cameras=camera_survey, logs=logs)
     findings = evaluate(obs, prep.profile, prep.ruleset)
     write_json(opts.out / "observations.json", obs.model_dump(mode="json"))
     write_json(opts.out / "findings.json", findings_document(obs, findings, prep.ruleset))

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from lab.scenario import LAB_SECRETS, ScenarioError, TerminalOverride, load_scenario, scenario_names, stage_profile
+from lab.logs import LogsError, generate, tree_digest
+from lab.scenario import (LAB_SECRETS, SSH_WRONG_PASSWORD, ScenarioError, TerminalOverride, load_scenario, new_ssh_key,
+                          scenario_names, ssh_secret_names, stage_profile)
 from lab.services import BILLING_PRODUCTS, PRODUCTS
 from probe.profile import load_profile
 
@@ -180,3 +186,97 @@ def test_realname_and_firewall_overrides():
     assert again[min(chosen)].firewall is False
     sc.terminals.firewall = False
     assert not any(t.firewall for t in sc.build_terminals())
+
+
+def test_logs_scenario_shape(tmp_path):
+    """Issue 6: a log server with the five kinds of folder, a mismatching one, and the profile's bad sources."""
+    sc = load_scenario("logs")
+    assert 5 <= len([t for t in sc.build_terminals() if t.power == "on"]) <= 15
+    first, second = sc.log_servers
+    assert (first.host_key, second.host_key) == ("match", "mismatch")
+    assert first.users.password and first.users.key
+    folders = {f.path: f for f in first.folders}
+    dated = [f for f in first.folders if f.name_pattern and not f.recursive_subdirs and f.count is None]
+    assert any(f.days_back >= 200 and len(f.missing) == 2 for f in dated)
+    assert any(f.days_back < 180 and not f.missing for f in dated)
+    assert any(f.undated for f in first.folders) and any(f.recursive_subdirs for f in first.folders)
+    assert [f.count for f in first.folders if f.count] == [20000]
+    host_keys = {1: new_ssh_key()[1], 2: new_ssh_key()[1]}
+    staged, values = stage_profile(sc, tmp_path, host_keys)
+    sources = load_profile(staged).servers.log_sources
+    by_addr = {}
+    for s in sources:
+        by_addr.setdefault(str(s.address), []).append(s)
+    # The first server's sources pin its own key; the second's pins another; the router's pins nothing.
+    assert {s.host_key for s in by_addr[str(first.address)]} == {host_keys[1]}
+    assert by_addr[str(second.address)][0].host_key not in (None, host_keys[2])
+    assert by_addr[str(sc.lan.router)][0].host_key is None
+    named = {p.path for s in by_addr[str(first.address)] for p in s.paths}
+    assert set(folders) < named and len(named - set(folders)) == 1  # one folder the server does not have
+    wrong = [s for s in sources if s.password_file and s.password_file.name == SSH_WRONG_PASSWORD]
+    assert len(wrong) == 1 and str(wrong[0].address) == str(first.address)
+    assert any(s.key_file for s in by_addr[str(first.address)])
+    for s in sources:
+        secret = s.password_file or s.key_file
+        assert secret.stat().st_mode & 0o777 == 0o600 and secret.parent == tmp_path / "secrets"
+    assert values[SSH_WRONG_PASSWORD] not in {values[n] for n in ssh_secret_names(sc) if n.endswith(".pass")
+                                                   and n != SSH_WRONG_PASSWORD}
+    key_user = f"ssh1-{first.users.key}"
+    assert values[f"{key_user}.pub"].startswith("ssh-ed25519 ")
+    assert (tmp_path / "secrets" / f"{key_user}.key").read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY")
+
+
+def test_log_folders_generate_their_truth(tmp_path):
+    """lab/logs.py writes exactly the days of the spec, names them by the pattern, and dates each mtime."""
+    today = date(2026, 3, 1)
+    spec = {"folders": [
+        {"path": "/var/log/billing", "name_pattern": "billing-%Y%m%d.log", "days_back": 10,
+         "missing": [[2, 3], [7, 7]]},
+        {"path": "/logs/rot", "undated": True, "base_name": "s.log", "days_back": 9, "days_per_file": 3,
+         "missing": [[4, 4]], "line_format": "%Y-%m-%d %H:%M:%S"},
+        {"path": "/logs/month", "name_pattern": "%Y%m%d.log", "days_back": 3, "recursive_subdirs": True},
+        {"path": "/logs/many", "name_pattern": "t-%Y%m%d-%H%M%S.log", "days_back": 3, "count": 31},
+    ]}
+    truth = generate(tmp_path, spec, today)
+    billing, rot, month, many = truth["folders"]
+    assert truth["today"] == "2026-03-01"
+    assert (billing["oldest"], billing["newest"], billing["files"]) == ("2026-02-20", "2026-03-01", 7)
+    assert billing["gaps"] == [["2026-02-22", "2026-02-22"], ["2026-02-26", "2026-02-27"]]
+    names = sorted(p.name for p in (tmp_path / "var/log/billing").iterdir())
+    assert names[0] == "billing-20260220.log" and "billing-20260222.log" not in names
+    one = tmp_path / "var/log/billing/billing-20260220.log"
+    mtime = datetime.fromtimestamp(one.stat().st_mtime, ZoneInfo("Asia/Shanghai"))
+    assert mtime.date() == date(2026, 2, 20) and one.read_text().startswith("2026-02-20 ")
+    # Undated: each rotated file holds one run of days, its first and last lines bound it.
+    assert rot["gaps"] == [["2026-02-25", "2026-02-25"]] and rot["dated_by"] == "content"
+    files = {p.name: p.read_text().splitlines() for p in (tmp_path / "logs/rot").iterdir()}
+    assert set(files) == {"s.log", "s.log.1", "s.log.2", "s.log.3"}
+    bounds = sorted((lines[0][:10], lines[-1][:10]) for lines in files.values())
+    assert bounds == [("2026-02-21", "2026-02-23"), ("2026-02-24", "2026-02-24"),
+                      ("2026-02-26", "2026-02-28"), ("2026-03-01", "2026-03-01")]
+    assert sorted(p.name for p in (tmp_path / "logs/month").iterdir()) == ["2026-02", "2026-03"]
+    assert month["files"] == 3 and month["recursive"] is True
+    assert many["files"] == 31 == len(list((tmp_path / "logs/many").iterdir()))
+    digest = tree_digest(tmp_path)
+    assert tree_digest(tmp_path) == digest
+    os.utime(one, (one.stat().st_atime, one.stat().st_mtime + 1))
+    assert tree_digest(tmp_path) != digest
+
+
+def test_log_folder_specs_are_checked(tmp_path):
+    with pytest.raises(LogsError, match="two files the name"):
+        generate(tmp_path, {"folders": [{"path": "/a", "name_pattern": "a-%Y%m%d.log", "days_back": 2,
+                                         "files_per_day": 2}]}, date(2026, 1, 5))
+    base = load_scenario("logs").source.read_text()
+    for bad, message in [
+        (base.replace("{path: /var/log/jifei, name_pattern", "{path: var/log/jifei, name_pattern"), "absolute"),
+        (base.replace("undated: true, base_name", "undated: true, name_pattern: 'x-%Y.log', base_name"),
+         "not both"),
+        (base.replace("address: 198.18.60.12", "address: 198.18.61.12"), r"log_servers\[1\].address .* outside"),
+        (base.replace("host_key: mismatch", "host_key: other"), "host_key"),
+        (base.replace("{path: /srv/billing/archive,", "{path: /var/log/billing/old,"), "or holds, another folder"),
+    ]:
+        path = tmp_path / "bad.yaml"
+        path.write_text(bad)
+        with pytest.raises(ScenarioError, match=message):
+            load_scenario(path)
