@@ -62,6 +62,8 @@ def run(
     no_services: Annotated[bool, typer.Option("--no-services", help="不扫描服务（计费、审计、实名客户端）/ skip the "
                                                                      "service scan (billing, audit, real-name client)")] = False,
     no_cameras: Annotated[bool, typer.Option("--no-cameras", help="不查找摄像机 / skip the camera survey")] = False,
+    no_logs: Annotated[bool, typer.Option("--no-logs", help="不读取服务器日志目录 / skip reading the log sources "
+                                                             "over SFTP")] = False,
     timezone: Annotated[str, typer.Option(help="场所时区 / venue time zone")] = DEFAULT_TZ,
     home: HomeOption = None,
     task: Annotated[Optional[str], typer.Option(help="检查任务编号 / inspection task number")] = None,
@@ -78,7 +80,8 @@ def run(
         _refuse("--retries 须在 0–20 之间 / --retries must be within 0–20")
     opts = RunOptions(profile=profile, iface=iface, out=out_dir, allow_large=allow_large, rate=rate,
                       retries=retries, names=not no_names, dhcp=not no_dhcp, forwarding=not no_forwarding,
-                      snmp=not no_snmp, services=not no_services, cameras=not no_cameras, timezone=timezone,
+                      snmp=not no_snmp, services=not no_services, cameras=not no_cameras, logs=not no_logs,
+                      timezone=timezone,
                       home=_home(home).root, task_id=task, inspectors=inspector or [])
     if send:
         _agent(_home(home))  # refuse before sweeping, not after, when no device is pinned
@@ -101,13 +104,15 @@ def run(
             "snmp": bar.add_task("SNMP 设备 devices", total=None, note="", visible=False),
             "services": bar.add_task("服务扫描 services", total=None, note="", visible=False),
             "cameras": bar.add_task("摄像机 cameras", total=None, note="", visible=False),
+            "logs": bar.add_task("日志目录 log folders", total=None, note="", visible=False),
         }
         notes = {"dhcp": "收集 OFFER / collecting offers (no lease)",
                  "foreign": "ARP 询问常见路由器地址 / asking for common router addresses",
                  "forwarding": "TTL 1，必要时一个 SYN / TTL 1, then one SYN where silent",
                  "snmp": "只读 / read-only",
                  "services": "计费、审计、实名客户端 / billing, audit, real-name client",
-                 "cameras": "WS-Discovery、SADP、DHIP、RTSP"}
+                 "cameras": "WS-Discovery、SADP、DHIP、RTSP",
+                 "logs": "SFTP 只读 / read-only SFTP"}
         current: list[str] = []
 
         def on_stage(name: str) -> None:
