@@ -23,7 +23,7 @@ from probe.evaluate import evaluate, findings_document
 from probe.findings import Finding, Status
 from probe.home import HomeError, ProbeHome, ProbeIdentity
 from probe.iface import Interface, InterfaceError, inspect_interface
-from probe.logdates import LogDateError, load_line_formats
+from probe.logdates import LineFormat, LogDateError, load_line_formats
 from probe.net import arp, cameras, netbios, services, snmp, ssh
 from probe.net.dhcp import DhcpHostnameListener, DhcpServerListener, discover as dhcp_discover
 from probe.net.foreign import ask_router_addresses
@@ -84,7 +84,7 @@ class Prepared:
     tz: ZoneInfo
     identity: ProbeIdentity
     outbox: Outbox
-    log_formats: list = field(default_factory=list)
+    log_formats: list[LineFormat] = field(default_factory=list)
 
 
 def prepare(opts: RunOptions) -> Prepared:
@@ -182,11 +182,11 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
         progress.stage("arp")
         sweep = arp.sweep(link, prep.profile.network.subnets, prep.probe_address.ip, rate=opts.rate,
                           retries=opts.retries, progress=progress.sweep)
+        live = [(h.address, h.mac) for h in sweep.hosts]
         survey = NetbiosSurvey()
         if opts.names:
             progress.stage("netbios")
-            survey = netbios.survey(link, [(h.address, h.mac) for h in sweep.hosts], prep.probe_address.ip,
-                                    progress=progress.names)
+            survey = netbios.survey(link, live, prep.probe_address.ip, progress=progress.names)
         dhcp: DhcpDiscovery | None = None
         if opts.dhcp:
             progress.stage("dhcp")
@@ -197,15 +197,14 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
         forwarding: ForwardingTest | None = None
         if opts.forwarding and network.external_target is not None:
             progress.stage("forwarding")
-            forwarding = probe_forwarding(link, [(h.address, h.mac) for h in sweep.hosts], prep.probe_address.ip,
-                                          network.external_target, port=network.forwarding.port,
-                                          syn=network.forwarding.syn, follow_hops=network.forwarding.follow_hops)
+            forwarding = probe_forwarding(link, live, prep.probe_address.ip, network.external_target,
+                                          port=network.forwarding.port, syn=network.forwarding.syn,
+                                          follow_hops=network.forwarding.follow_hops)
         snmp_devices: list[SnmpDevice] = []
         if opts.snmp and prep.profile.servers.snmp:
             # Over the kernel's UDP sockets; the raw link still records every frame of it.
             progress.stage("snmp")
             snmp_devices = snmp.collect(prep.profile.servers.snmp)
-        live = [(h.address, h.mac) for h in sweep.hosts]
         scan: ServiceScan | None = None
         if opts.services:
             progress.stage("services")
@@ -218,7 +217,8 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
             progress.stage("cameras")
             # The scan already knocked on 554 everywhere when a signature uses it: ask only where it was open.
             rtsp_hosts = None if scan is None or cameras.RTSP_PORT not in scan.tcp_ports else [
-                h.address for h in scan.hosts if any(p.port == cameras.RTSP_PORT and p.transport == "tcp" for p in h.open)]
+                h.address for h in scan.hosts
+                if any(p.port == cameras.RTSP_PORT and p.transport == "tcp" for p in h.open)]
             camera_survey = cameras.survey(link, live, prep.probe_address.ip, rtsp_hosts=rtsp_hosts)
         logs: list[LogSourceRead] | None = None
         if opts.logs and prep.profile.servers.log_sources:
