@@ -16,6 +16,7 @@ APT_PACKAGES=(
   dnsmasq-base    # lab: the café router's real DHCP server, and the rogue ones
   openssh-server  # lab: the café log servers' real sshd (SFTP, read-only), read by probe/net/ssh.py
   snmpd           # lab: the router's real SNMP agent (Net-SNMP; v2c and v3), read by probe/net/snmp.py
+  postgresql      # the department server's database; tests run the agent on a private cluster (tests/pgkit.py)
   arp-scan nmap   # peers measured by bench/discovery.py
   tcpdump         # reading capture.pcap
   ieee-data       # MAC vendor names (OUI registry)
@@ -39,7 +40,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== apt-get install ${missing[*]}"
   apt-get update -qq
-  # The lab runs its own sshd and snmpd inside namespaces only. Installing the packages must not
+  # The lab runs its own sshd and snmpd inside namespaces only, the tests their own PostgreSQL on loopback. Installing the packages must not
   # start the system's daemons on this machine's real interfaces: deny service starts meanwhile
   # (policy-rc.d, unless the machine has its own) and keep the ones installed here from starting at boot.
   own_policy=0
@@ -54,6 +55,7 @@ if [ ${#missing[@]} -gt 0 ]; then
       case "$pkg" in
         openssh-server) systemctl disable ssh.service ssh.socket >/dev/null 2>&1 || true ;;
         snmpd) systemctl disable snmpd.service >/dev/null 2>&1 || true ;;
+        postgresql) systemctl disable postgresql.service >/dev/null 2>&1 || true ;;
       esac
     done
   fi

@@ -271,3 +271,8 @@ def get_db(request: Request) -> Iterator[Session]:
     """FastAPI dependency: one session per request, closed (uncommitted work rolled back) afterwards."""
     with request.app.state.sessions() as db:
         yield db
+
+
+# The department side's tables live in their own module; importing it here puts
+# them on Base.metadata wherever the schema is compared or migrated.
+from agent_api import dept_tables as _dept_tables  # noqa: E402,F401

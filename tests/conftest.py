@@ -76,3 +76,23 @@ def run_probe(lab, out: Path, *extra: str) -> dict:
 
 def finding(doc: dict, check_id: str) -> dict:
     return next(f for f in doc["findings"] if f["check_id"] == check_id)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One private PostgreSQL server for the session (tests.pgkit), stopped by its own PID at the end."""
+    import tempfile
+
+    from tests.pgkit import PgServer
+
+    server = PgServer.start(Path(tempfile.mkdtemp(prefix="cafe-pg-")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """The agent's database, once on SQLite (a file in tmp_path) and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'agent.db'}"
+    return request.getfixturevalue("pg_server").fresh_url()
