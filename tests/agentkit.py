@@ -91,9 +91,12 @@ class Agent:
         return client
 
 
-def prepare_agent(root: Path) -> tuple[Settings, Ed25519PrivateKey]:
-    """A data directory under ``root`` with the reportkit probe enrolled; returns its settings and the probe key."""
-    settings = Settings(data_dir=root / "agent")
+def prepare_agent(root: Path, db_url: str | None = None) -> tuple[Settings, Ed25519PrivateKey]:
+    """A data directory under ``root`` (database: ``db_url``, else SQLite in it) with the reportkit probe enrolled.
+
+    Returns its settings and the probe key.
+    """
+    settings = Settings(data_dir=root / "agent", db_url=db_url)
     priv, pub = make_probe_key(root)
     opened = open_agent(settings)
     with opened.sessions() as db:
@@ -102,11 +105,11 @@ def prepare_agent(root: Path) -> tuple[Settings, Ed25519PrivateKey]:
     return settings, priv
 
 
-def make_agent(tmp_path: Path) -> Agent:
-    """A fresh agent app with the reportkit probe enrolled (as by the local CLI)."""
+def make_agent(tmp_path: Path, db_url: str | None = None) -> Agent:
+    """A fresh agent app with the reportkit probe enrolled (as by the local CLI), on ``db_url`` or SQLite."""
     from fastapi.testclient import TestClient
 
-    settings, priv = prepare_agent(tmp_path)
+    settings, priv = prepare_agent(tmp_path, db_url)
     app = create_app(settings)
     return Agent(app=app, settings=settings, client=TestClient(app), probe_key=priv)
 

@@ -1,4 +1,4 @@
-"""The agent's HTTP API against the real app: real SQLite files, argon2 hashes, Ed25519 keys and signed reports.
+"""The agent's HTTP API against the real app on SQLite and PostgreSQL: argon2 hashes, Ed25519 keys, signed reports.
 
 Every refusal of a submission is checked for its status, its error code and
 that nothing was stored; the 50 MB body is checked at the ASGI boundary (how
@@ -33,8 +33,11 @@ MIB = b"x" * (1024 * 1024)
 
 
 @pytest.fixture()
-def agent(tmp_path) -> Agent:
-    return make_agent(tmp_path)
+def agent(tmp_path, db_url) -> Agent:
+    """The app on a fresh database: each test runs once on SQLite and once on PostgreSQL."""
+    made = make_agent(tmp_path, db_url)
+    yield made
+    made.app.state.agent.engine.dispose()
 
 
 def test_a_good_report_gets_a_receipt_and_a_resubmission_the_same_bytes(agent):

@@ -13,7 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -134,9 +135,9 @@ def test_first_start_creates_the_data_directory_and_a_second_start_changes_nothi
         open_agent(settings)
 
 
-def test_models_and_migrations_agree(tmp_path):
-    """What ``alembic check`` does: autogenerate against a migrated database finds nothing to change."""
-    url = f"sqlite:///{tmp_path / 'check.db'}"
+def test_models_and_migrations_agree(db_url):
+    """What ``alembic check`` does: autogenerate against a migrated database finds nothing to change (both dialects)."""
+    url = db_url
     cfg = alembic_config(url)
     command.upgrade(cfg, "head")  # the command-line path of migrations/env.py, no service around it
     engine = make_engine(url)
@@ -149,6 +150,23 @@ def test_models_and_migrations_agree(tmp_path):
     command.upgrade(cfg, "head")
     assert set(inspect(engine).get_table_names()) == {"alembic_version", *Base.metadata.tables}
     engine.dispose()
+
+
+def test_the_audit_log_is_append_only_on_postgresql(tmp_path, pg_server):
+    """The PostgreSQL triggers of migration 0001 refuse UPDATE, DELETE and TRUNCATE; the chain stays whole."""
+    agent = make_agent(tmp_path, pg_server.fresh_url())
+    try:
+        _busy(agent)
+        engine = agent.app.state.agent.engine
+        for statement in ("UPDATE audit_log SET actor = 'someone' WHERE seq = 2", "DELETE FROM audit_log WHERE seq = 2",
+                          "TRUNCATE audit_log"):
+            with engine.connect() as conn, pytest.raises(DBAPIError, match="append-only"):
+                conn.execute(text(statement))
+        with agent.app.state.sessions() as db:
+            check = verify_chain(db)
+            assert check.ok and check.entries == 5
+    finally:
+        agent.app.state.agent.engine.dispose()
 
 
 def _one_line_error(result) -> str:

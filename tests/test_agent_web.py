@@ -26,17 +26,19 @@ CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 LOGIN_FIELD = re.compile(r'name="login_csrf" value="([^"]+)"')
 
 
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory):
-    """The app with two officers and an enrolled probe; yields (app, probe private key)."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def agent(request, tmp_path_factory):
+    """The app with two officers and an enrolled probe, on SQLite then on PostgreSQL; yields (app, probe key)."""
     tmp = tmp_path_factory.mktemp("agent")
-    app = create_app(Settings(data_dir=tmp / "data"))
+    db_url = request.getfixturevalue("pg_server").fresh_url() if request.param == "postgresql" else None
+    app = create_app(Settings(data_dir=tmp / "data", db_url=db_url))
     priv, pub = make_probe_key(tmp)
     with app.state.sessions() as db:
         for username, (name, badge, password) in OFFICERS.items():
             auth.create_officer(db, username, name, badge, password)
         auth.enroll_probe(db, "probe-test", public_line(priv.public_key()), "马尾-1号")
     yield app, priv
+    app.state.agent.engine.dispose()
 
 
 @pytest.fixture
