@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from lab.build import Lab, LabError
+from lab.registries import write_demo_registries
 from lab.scenario import ScenarioError, load_scenario, scenario_names
 from probe.report import REPORT_FILE, verify_report_file
 
@@ -68,6 +69,24 @@ def profile(lab_id: LabId = "cafe") -> None:
         typer.echo(str(Lab.attach(lab_id).staged_profile))
     except LabError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def registries(out: Annotated[Path, typer.Option("--out", help="输出目录 / output directory")] = Path("out/registries"),
+               jurisdiction: Annotated[str, typer.Option(help="辖区代码 / jurisdiction code")] = "FZ-MW",
+               venues: Annotated[int, typer.Option(help="营业场所数 / open venues")] = 60,
+               blacklisted: Annotated[int, typer.Option(help="其中列入黑名单数 / of them blacklisted")] = 6,
+               inspectors: Annotated[int, typer.Option(help="执法检查人员数 / officers in the pool")] = 8) -> None:
+    """生成演示名录库（CSV）/ Write a fictional district's venue, inspector and conflict registries as CSV."""
+    try:
+        made = write_demo_registries(out, jurisdiction=jurisdiction, venues=venues, blacklisted=blacklisted,
+                                     inspectors=inspectors)
+    except ValueError as exc:
+        _fail(str(exc))
+    for path in (made.venues, made.inspectors, made.conflicts):
+        typer.echo(str(path))
+    typer.echo(f"场所 / venues: {made.venue_count} (黑名单 / blacklisted {made.blacklisted}); "
+               f"人员 / people: {made.inspector_count}; 校验位不符待确认 / checksum to confirm: {made.mismatch_code}")
 
 
 @app.command()
