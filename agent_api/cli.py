@@ -173,6 +173,22 @@ def verify_log(data: DataOpt = None, db: DbOpt = None) -> None:
     typer.echo(f"审计日志完整 / audit log intact: {check.entries} entries")
 
 
+# Department-side sub-commands: imported here, after the options and helpers they reuse.
+from agent_api.cli_plans import disclosure_app, plan_app, result_app  # noqa: E402
+
+app.add_typer(plan_app, name="plan")
+app.add_typer(result_app, name="result")
+app.add_typer(disclosure_app, name="disclosure")
+
+from agent_api.cli_draw import draw_app  # noqa: E402
+
+app.add_typer(draw_app, name="draw")
+
+
+from agent_api.cli_registry import registry_app  # noqa: E402  (it reuses the options and helpers above)
+app.add_typer(registry_app, name="registry")
+
+
 def main() -> None:
     """Entry point for ``python -m agent_api.cli``."""
     app(prog_name="cafe-agent")

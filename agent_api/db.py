@@ -275,4 +275,6 @@ def get_db(request: Request) -> Iterator[Session]:
 
 # The department side's tables live in their own module; importing it here puts
 # them on Base.metadata wherever the schema is compared or migrated.
-from agent_api import dept_tables as _dept_tables  # noqa: E402,F401
+from agent_api import dept_tables  # noqa: E402
+
+del dept_tables
