@@ -32,7 +32,7 @@ from agent_api import draw_algorithm as algo  # noqa: E402
 from agent_api.audit import CLI  # noqa: E402
 from agent_api.auth import authenticate  # noqa: E402
 from agent_api.cli import DataOpt, DbOpt, _fail, _read_password, _session  # noqa: E402
-from agent_api.dept_tables import Draw  # noqa: E402
+from agent_api.dept_tables import CHECK_TYPE_WORDS, Draw  # noqa: E402
 from agent_api.draws import (announcement, bundle_bytes, enter_draw, get_draw, prepare_draw,  # noqa: E402
                              publish_draw, replace_pick, team, witness_inputs)
 from agent_api.plans import get_plan  # noqa: E402
@@ -56,8 +56,9 @@ def _show(draw: Draw) -> None:
     """Print the announcement, the inputs once drawn, and every pick with its team."""
     ann = announcement(draw)
     typer.echo(f"任务 / task: {draw.task_number}  {draw.task_name}  状态 / state: {draw.state}")
+    kind = CHECK_TYPE_WORDS.get(ann["check_type"], ann["check_type"])
     typer.echo(f"计划 / plan: {ann['plan_number']} {ann['plan_name']}  第 {draw.round_no} 轮 / round "
-               f"{draw.round_no}  机关 / authority: {ann['authority']}  类型 / type: {ann['check_type']}")
+               f"{draw.round_no}  机关 / authority: {ann['authority']}  类型 / type: {kind} ({ann['check_type']})")
     typer.echo(f"检查期间 / check: {ann['check_start']} – {ann['check_end']}  准备于 / prepared: {ann['prepared_at']}")
     counts, sizes = ann["counts"], ann["sizes"]
     typer.echo(f"快照 / snapshot: {ann['snapshot_sha256']}  场所 / venues {counts['venues']} (黑名单 / blacklist "

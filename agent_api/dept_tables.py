@@ -27,7 +27,7 @@ from agent_api.db import Base, IsoDateTime
 
 __all__ = ["Venue", "Inspector", "Conflict", "Plan", "PlanReduction", "Draw", "DrawVenue", "Result",
            "ResultChange", "CreditEvent", "VENUE_STATUSES", "INSPECTOR_KINDS", "SEXES", "CODE_CHECKS",
-           "PERIODS", "REDUCTION_KINDS", "DRAW_STATES", "CHECK_TYPES", "PICK_KINDS", "CREDIT_EVENT_KINDS"]
+           "PERIODS", "REDUCTION_KINDS", "DRAW_STATES", "CHECK_TYPES", "CHECK_TYPE_WORDS", "PICK_KINDS", "CREDIT_EVENT_KINDS"]
 
 VENUE_STATUSES = ("open", "closed", "revoked")  # 营业 / 停业 / 吊销（注销）
 INSPECTOR_KINDS = ("officer", "third_party")     # 民警 / 第三方技术人员 (never in the pool)
@@ -38,7 +38,8 @@ CODE_CHECKS = ("ok", "mismatch", "confirmed")
 PERIODS = ("year", "month")
 REDUCTION_KINDS = ("joint", "cross_department", "suspended")  # 联合抽查 / 跨部门 / 突发事件停业
 DRAW_STATES = ("prepared", "drawn", "published")
-CHECK_TYPES = ("undirected", "directed")          # 不定向 / 定向
+CHECK_TYPES = ("undirected", "directed")
+CHECK_TYPE_WORDS = {"undirected": "不定向", "directed": "定向"}  # as the credit publicity system words them
 PICK_KINDS = ("regular", "blacklist")
 CREDIT_EVENT_KINDS = ("result", "result_changed", "blacklist_add", "blacklist_remove")
 

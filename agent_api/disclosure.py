@@ -20,13 +20,12 @@ from sqlalchemy.orm import Session
 
 from agent_api import ApiError
 from agent_api.dept_rules import DeptRules, dept_rules
-from agent_api.dept_tables import Draw, DrawVenue, Plan, Result
+from agent_api.dept_tables import CHECK_TYPE_WORDS, Draw, DrawVenue, Plan, Result
 from agent_api.registry_io import write_csv, write_xlsx
 
 __all__ = ["DisclosureRow", "FIELDS", "HEADERS_ZH", "CHECK_TYPE_WORDS", "EXPORT_FORMATS", "disclosure_rows",
            "export_disclosure", "change_note"]
 
-CHECK_TYPE_WORDS = {"undirected": "不定向", "directed": "定向"}
 _CHECK_TYPE_CODES = {zh: code for code, zh in CHECK_TYPE_WORDS.items()}
 EXPORT_FORMATS = ("csv", "xlsx", "json")
 # (English key, zh header) in the publicity system's order.

@@ -124,12 +124,17 @@ def record_result(db: Session, draw_venue_id: int, result_type: str, completed_o
 
     404 unknown pick; 409 pick withdrawn, draw not drawn or result already
     published (change it with :func:`change_result`); 422 unknown result
-    type, completion before the check started, unknown report or a report of
-    another venue. The deadline and its estimate flag are stored with it.
+    type, completion before the check started or after today, unknown report
+    or a report of another venue. The deadline and its estimate flag are
+    stored with it.
     """
     rules = rules or dept_rules()
     pick = _pick_for_result(db, draw_venue_id)
     rt = resolve_result_type(result_type, rules)
+    today = now(db).date()
+    if completed_on > today:
+        raise ApiError(422, "completed_in_future", f"完成日期 {completed_on} 晚于今天 {today} / a check cannot be "
+                                                   "completed in the future")
     if completed_on < pick.draw.check_start:
         raise ApiError(422, "before_check", f"完成日期 {completed_on} 早于检查开始日期 {pick.draw.check_start} / "
                                             "completed before the check started")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -117,12 +117,22 @@ def test_report_link_must_be_of_the_drawn_venue(db):
                                        date(2026, 2, 6), "", CLI, report_id="00000000-0000-4000-8000-000000000002")
 
 
-def test_a_december_check_stores_its_deadline_as_an_estimate(db):
+def test_a_december_check_gets_its_deadline_as_an_estimate(db):
     draw = drawn_task(db, check_start=date(2026, 12, 7), check_end=date(2026, 12, 10))
     pick = add_pick(db, draw, add_venue(db, 1, "星空网咖"))
-    result = record_result(db, pick.id, "no_problem", date(2026, 12, 10), "", CLI)
-    # 2027 has no confirmed schedule: 1/1/2027 counted as a plain Friday (tests/test_workdays.py).
-    assert (result.deadline, result.deadline_estimated) == (date(2027, 1, 7), True)
+    # No result yet: the deadline counts from the task's end. 2027 has no confirmed
+    # schedule: 1/1/2027 is counted as a plain Friday (tests/test_workdays.py).
+    [item] = deadline_items(db, date(2026, 12, 1))
+    assert (item.draw_venue_id, item.from_check_end, item.deadline, item.estimated) == (pick.id, True,
+                                                                                        date(2027, 1, 7), True)
+
+
+def test_a_check_cannot_be_completed_in_the_future(db):
+    today = now(db).date()
+    draw = drawn_task(db, check_start=today - timedelta(days=3), check_end=today + timedelta(days=10))
+    pick = add_pick(db, draw, add_venue(db, 1, "星空网咖"))
+    _refused(422, "completed_in_future", record_result, db, pick.id, "no_problem", today + timedelta(days=1), "", CLI)
+    assert record_result(db, pick.id, "no_problem", today, "", CLI).completed_on == today
 
 
 def test_publish_blacklists_and_a_followup_change_lifts_it(db):
