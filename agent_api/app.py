@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
-from agent_api import ApiError, api, web
+from agent_api import ApiError, api, public, web, web_draws, web_plans, web_registry, web_results
 from agent_api.db import make_engine, make_sessions, migrate
 from agent_api.settings import Settings
 from probe.keys import KeyFileError, generate_key_files, load_private_key
@@ -106,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(api.router)
     app.include_router(web.router)
+    for router in (web_registry.router, web_plans.router, web_draws.router, web_results.router, public.router):
+        app.include_router(router)  # the department's pages, then the public ones
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -30,7 +30,8 @@ from agent_api.audit import officer_actor, record
 from agent_api.casefile import case_context, jinja_env
 from agent_api.db import MANUAL_STATUSES, WebSession, get_db
 
-__all__ = ["router", "LOGIN_PATH", "MAX_NOTE"]
+__all__ = ["router", "templates", "LOGIN_PATH", "MAX_NOTE", "SECURITY_HEADERS", "CSRF_REFUSED", "page_session",
+           "post_session", "form_data", "render_page", "base_context", "form_text"]
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(env=jinja_env())
@@ -107,6 +108,14 @@ def _text(form: FormData, name: str) -> str:
 
 def _base(ws: WebSession) -> dict[str, Any]:
     return {"officer": ws.officer, "csrf_token": ws.csrf_token}
+
+
+# The same pieces under public names, for the department pages (agent_api.web_*) and the public pages
+# (agent_api.public): one set of headers, one way to render, read a form field and fill the page frame.
+SECURITY_HEADERS = _HEADERS
+render_page = _page
+form_text = _text
+base_context = _base
 
 
 # ------------------------------------------------------------------- login
