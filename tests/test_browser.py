@@ -18,11 +18,9 @@ import httpx
 import pytest
 
 from tests.agentkit import served_agent, setup_agent
+from tests.browserkit import CHROMIUM, chromium_page
 from tests.reportkit import VENUE_NAME, make_probe_key, make_report
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 TITLE = "互联网上网服务营业场所现场检查记录"
 OFFICERS = {"zhangwei": ("张伟", "350100123", "zhang-pass-1"), "lina": ("李娜", "350100456", "lina-pass-22")}
 
@@ -50,78 +48,60 @@ def _sign(page, username: str) -> None:
 
 
 def test_officer_path_in_chromium(served, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     base, verified = served
     report_id = verified.payload.report_id
     shots = Path(os.environ.get("CAFE_SHOTS_DIR") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
-    elsewhere, console_errors, refused = [], [], []
-    with sync_playwright() as p:
-        # launch() gives Chromium a fresh temporary profile and removes it on close.
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1024, "height": 768}, accept_downloads=True,
-                                          locale="zh-CN", timezone_id="Asia/Shanghai")
-            page = context.new_page()
-            page.set_default_timeout(15_000)
-            page.on("request", lambda req: None if req.url.startswith(base) else elsewhere.append(req.url))
-            # Console errors other than HTTP statuses (those are checked below): a CSP
-            # violation, for one, would mean a template wants something it may not have.
-            page.on("console", lambda msg: console_errors.append(msg.text)
-                    if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
-            page.on("response", lambda r: refused.append((r.url[len(base):], r.status)) if r.status >= 400 else None)
+    with chromium_page(base) as watched:
+        page = watched.page
 
-            page.goto(f"{base}/ui/reports")
-            assert page.url == f"{base}/ui/login"
-            page.fill('input[name="username"]', "zhangwei")
-            page.fill('input[name="password"]', "wrong-password")
-            page.click('button[type="submit"]')
-            assert "用户名或密码错误" in page.inner_text(".flash.error")
-            page.fill('input[name="password"]', OFFICERS["zhangwei"][2])
-            page.click('button[type="submit"]')
-            assert page.url == f"{base}/ui/reports"
-            page.screenshot(path=str(shots / "reports.png"))
+        page.goto(f"{base}/ui/reports")
+        assert page.url == f"{base}/ui/login"
+        page.fill('input[name="username"]', "zhangwei")
+        page.fill('input[name="password"]', "wrong-password")
+        page.click('button[type="submit"]')
+        assert "用户名或密码错误" in page.inner_text(".flash.error")
+        page.fill('input[name="password"]', OFFICERS["zhangwei"][2])
+        page.click('button[type="submit"]')
+        assert page.url == f"{base}/ui/reports"
+        page.screenshot(path=str(shots / "reports.png"))
 
-            page.click(f"text={VENUE_NAME}")
-            assert page.url == f"{base}/ui/reports/{report_id}"
-            # The stylesheet is loaded and applied: a failed finding is drawn red.
-            colour = page.eval_on_selector(".finding.fail .status", "e => getComputedStyle(e).color")
-            assert colour == "rgb(179, 38, 30)"
-            page.screenshot(path=str(shots / "detail-top.png"))
+        page.click(f"text={VENUE_NAME}")
+        assert page.url == f"{base}/ui/reports/{report_id}"
+        # The stylesheet is loaded and applied: a failed finding is drawn red.
+        colour = page.eval_on_selector(".finding.fail .status", "e => getComputedStyle(e).color")
+        assert colour == "rgb(179, 38, 30)"
+        page.screenshot(path=str(shots / "detail-top.png"))
 
-            items = page.eval_on_selector_all('#manual input[type="radio"][value="pass"]', "es => es.map(e => e.name)")
-            assert len(items) == 6
-            for name in items:
-                page.check(f'#manual input[name="{name}"][value="pass"]')
-            page.fill('#manual input[name="note__SIGNAGE"]', "招牌与执照一致")
-            page.click('#manual button[type="submit"]')
-            assert "人工检查项已保存" in page.inner_text(".flash.ok")
+        items = page.eval_on_selector_all('#manual input[type="radio"][value="pass"]', "es => es.map(e => e.name)")
+        assert len(items) == 6
+        for name in items:
+            page.check(f'#manual input[name="{name}"][value="pass"]')
+        page.fill('#manual input[name="note__SIGNAGE"]', "招牌与执照一致")
+        page.click('#manual button[type="submit"]')
+        assert "人工检查项已保存" in page.inner_text(".flash.ok")
 
-            page.select_option('select[name="result_type"]', "corrected")
-            page.fill('textarea[name="result_note"]', "IP 地址当场改正")
-            page.click('#result button[type="submit"]')
-            assert "检查结果类型已保存" in page.inner_text(".flash.ok")
+        page.select_option('select[name="result_type"]', "corrected")
+        page.fill('textarea[name="result_note"]', "IP 地址当场改正")
+        page.click('#result button[type="submit"]')
+        assert "检查结果类型已保存" in page.inner_text(".flash.ok")
 
-            _sign(page, "zhangwei")
-            assert "还需另一名检查人员签署" in page.inner_text(".flash.ok")
-            _sign(page, "lina")
-            assert "案卷已锁定" in page.inner_text(".flash.ok")
-            assert page.is_disabled('#manual button[type="submit"]') and page.is_disabled("#result select")
-            page.screenshot(path=str(shots / "detail-full.png"), full_page=True)
+        _sign(page, "zhangwei")
+        assert "还需另一名检查人员签署" in page.inner_text(".flash.ok")
+        _sign(page, "lina")
+        assert "案卷已锁定" in page.inner_text(".flash.ok")
+        assert page.is_disabled('#manual button[type="submit"]') and page.is_disabled("#result select")
+        page.screenshot(path=str(shots / "detail-full.png"), full_page=True)
 
-            with page.expect_download() as info:
-                page.click(f'a[href="/ui/reports/{report_id}/casefile.pdf"]')
-            pdf = tmp_path / "casefile.pdf"
-            info.value.save_as(pdf)
-            context.close()
-        finally:
-            browser.close()
+        with page.expect_download() as info:
+            page.click(f'a[href="/ui/reports/{report_id}/casefile.pdf"]')
+        pdf = tmp_path / "casefile.pdf"
+        info.value.save_as(pdf)
 
-    assert not elsewhere, f"the page reached beyond the device: {elsewhere}"
-    assert not console_errors, console_errors
+    assert not watched.elsewhere, f"the page reached beyond the device: {watched.elsewhere}"
+    assert not watched.console_errors, watched.console_errors
     # The wrong password (401) is the only refusal, apart from Chromium asking for a favicon.
-    assert [r for r in refused if r[0] != "/favicon.ico"] == [("/ui/login", 401)], refused
+    assert [r for r in watched.refused if r[0] != "/favicon.ico"] == [("/ui/login", 401)], watched.refused
     assert pdf.read_bytes().startswith(b"%PDF-")
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, timeout=30)
     assert text.returncode == 0, text.stderr
