@@ -496,12 +496,15 @@ def get_inspector(db: Session, badge: str) -> Inspector:
 
 
 def set_blacklist(db: Session, credit_code: str, blacklisted: bool, reason: str, on: date, actor: str, *,
-                  task_number: str | None = None, result_type: str | None = None) -> Venue:
+                  task_number: str | None = None, result_type: str | None = None, commit: bool = True) -> Venue:
     """Put a venue on the blacklist or take it off, with the reason: Venue fields, CreditEvent and audit.
 
     ``on``: the date of the blacklisting (for a removal, the event's date).
     ``task_number`` / ``result_type``: the published result that caused it, if
     one did. Asking for the state the venue is already in changes nothing.
+    ``commit=False`` makes the change in the caller's transaction (flushed,
+    not committed), so that publishing results and the blacklistings they
+    cause stand or fall together.
     """
     why = required_text(reason, "原因", "reason")
     if result_type is not None:
@@ -509,19 +512,28 @@ def set_blacklist(db: Session, credit_code: str, blacklisted: bool, reason: str,
             result_type = ruleset().result_type(result_type).code
         except RulesError as exc:
             raise ApiError(422, "unknown_result_type", f"没有该检查结果类型 / {exc}") from None
+    if not commit:
+        venue = _blacklist_change(db, credit_code, blacklisted, why, on, actor, task_number, result_type)
+        db.flush()
+        return venue
     with _writing(db):
-        venue = get_venue(db, credit_code)
-        if venue.blacklisted == blacklisted:
-            return venue
-        at = now(db)
-        target = ({"blacklisted": True, "blacklist_reason": why, "blacklisted_on": on} if blacklisted else
-                  {"blacklisted": False, "blacklist_reason": None, "blacklisted_on": None})
-        diff = _assign(venue, target)
-        venue.updated_at = at
-        _blacklist_event(db, venue, not blacklisted, actor, at, why, on, task_number, result_type)
-        record(db, actor, "venue.blacklist" if blacklisted else "venue.unblacklist", f"venue:{venue.credit_code}",
-               {"reason": why, "on": on.isoformat(), "task_number": task_number, "result_type": result_type,
-                "changes": diff})
+        return _blacklist_change(db, credit_code, blacklisted, why, on, actor, task_number, result_type)
+
+
+def _blacklist_change(db: Session, credit_code: str, blacklisted: bool, why: str, on: date, actor: str,
+                      task_number: str | None, result_type: str | None) -> Venue:
+    venue = get_venue(db, credit_code)
+    if venue.blacklisted == blacklisted:
+        return venue
+    at = now(db)
+    target = ({"blacklisted": True, "blacklist_reason": why, "blacklisted_on": on} if blacklisted else
+              {"blacklisted": False, "blacklist_reason": None, "blacklisted_on": None})
+    diff = _assign(venue, target)
+    venue.updated_at = at
+    _blacklist_event(db, venue, not blacklisted, actor, at, why, on, task_number, result_type)
+    record(db, actor, "venue.blacklist" if blacklisted else "venue.unblacklist", f"venue:{venue.credit_code}",
+           {"reason": why, "on": on.isoformat(), "task_number": task_number, "result_type": result_type,
+            "changes": diff})
     return venue
 
 

@@ -202,7 +202,7 @@ def publish_results(db: Session, draw_id: int, actor: str, result_ids: list[int]
         venue = result.draw_venue.venue
         if result.result_type in rules.results.blacklist_on and not venue.blacklisted:
             set_blacklist(db, venue.credit_code, True, rules.results.blacklist_on[result.result_type], at.date(),
-                          actor, task_number=draw.task_number, result_type=result.result_type)
+                          actor, task_number=draw.task_number, result_type=result.result_type, commit=False)
     db.commit()
     return pending
 
@@ -254,7 +254,7 @@ def change_result(db: Session, result_id: int, to_type: str, reason: str, actor:
     db.flush()
     if new.code in rules.results.clears and _blacklisted_by(db, result):
         set_blacklist(db, pick.venue.credit_code, False, reason, at.date(), actor,
-                      task_number=pick.draw.task_number, result_type=new.code)
+                      task_number=pick.draw.task_number, result_type=new.code, commit=False)
     db.commit()
     return result
 
