@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
 from agent_api.app import create_app, open_agent
-from agent_api.auth import COOKIE_NAME, enroll_probe, hash_password, start_session
+from agent_api.auth import COOKIE_NAME, create_officer, enroll_probe, hash_password, start_session
 from agent_api.db import AuditEntry, Officer, Report
 from agent_api.settings import Settings
 from tests.conftest import VENV_BIN
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the test client is imported where it is used: benches never
     from fastapi.testclient import TestClient
 
 __all__ = ["AGENT", "PASSWORD", "PROBE_ID", "Agent", "agent_cli", "free_port", "make_agent", "password_hash",
-           "prepare_agent", "served_agent", "setup_agent", "stop_process"]
+           "officers_app", "prepare_agent", "served_agent", "setup_agent", "stop_process"]
 
 AGENT = VENV_BIN / "cafe-agent"
 PROBE_ID = "probe-test"  # the probe id reportkit's payloads carry
@@ -103,6 +103,19 @@ def prepare_agent(root: Path, db_url: str | None = None) -> tuple[Settings, Ed25
         enroll_probe(db, PROBE_ID, pub.read_text(), "test probe")
     opened.engine.dispose()
     return settings, priv
+
+
+def officers_app(root: Path, db_url: str | None, officers: Mapping[str, tuple[str, str, str]],
+                 label: str = "马尾-1号") -> tuple[FastAPI, Ed25519PrivateKey]:
+    """The app on a data directory under ``root`` (database ``db_url``, else SQLite) with ``officers``
+    (``username: (name, badge, password)``) and the reportkit probe enrolled; returns it and the probe key."""
+    priv, pub = make_probe_key(root)
+    app = create_app(Settings(data_dir=root / "data", db_url=db_url))
+    with app.state.sessions() as db:
+        for username, (name, badge, password) in officers.items():
+            create_officer(db, username, name, badge, password)
+        enroll_probe(db, PROBE_ID, pub.read_text(), label)
+    return app, priv
 
 
 def make_agent(tmp_path: Path, db_url: str | None = None) -> Agent:

@@ -11,14 +11,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from agent_api import auth
-from agent_api.app import create_app
 from agent_api.audit import verify_chain
 from agent_api.cases import manual_checks
 from agent_api.db import AuditEntry, Report
-from agent_api.settings import Settings
 from probe.findings import Citation, Finding, Status
-from probe.keys import public_line
-from tests.reportkit import VENUE_NAME, make_probe_key, make_report
+from tests.agentkit import officers_app
+from tests.reportkit import VENUE_NAME, make_report
 
 OFFICERS = {"zhangwei": ("张伟", "350100123", "zhang-pass-1"), "lina": ("李娜", "350100456", "lina-pass-22")}
 HOSTILE = "<script>alert(1)</script>"
@@ -31,12 +29,7 @@ def agent(request, tmp_path_factory):
     """The app with two officers and an enrolled probe, on SQLite then on PostgreSQL; yields (app, probe key)."""
     tmp = tmp_path_factory.mktemp("agent")
     db_url = request.getfixturevalue("pg_server").fresh_url() if request.param == "postgresql" else None
-    app = create_app(Settings(data_dir=tmp / "data", db_url=db_url))
-    priv, pub = make_probe_key(tmp)
-    with app.state.sessions() as db:
-        for username, (name, badge, password) in OFFICERS.items():
-            auth.create_officer(db, username, name, badge, password)
-        auth.enroll_probe(db, "probe-test", public_line(priv.public_key()), "马尾-1号")
+    app, priv = officers_app(tmp, db_url, OFFICERS)
     yield app, priv
     app.state.agent.engine.dispose()
 

@@ -17,19 +17,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from stdnum.cn import uscc
 
-from agent_api import auth
 from agent_api import draw_algorithm as algo
-from agent_api.app import create_app
 from agent_api.audit import verify_chain
 from agent_api.db import AuditEntry
 from agent_api.dept_tables import Inspector, Plan, Result, Venue
 from agent_api.draws import bundle_bytes, get_draw
 from agent_api.registry_io import MAX_BYTES
-from agent_api.settings import Settings
 from lab.registries import CONFLICT_HEADERS, INSPECTOR_HEADERS, VENUE_HEADERS, write_demo_registries
-from probe.keys import public_line
 from probe.report import VenueRef
-from tests.reportkit import make_probe_key, make_report
+from tests.agentkit import officers_app
+from tests.reportkit import make_report
 
 OFFICERS = {"zhangwei": ("张伟", "350100123", "zhang-pass-1"), "chief": ("赵局长", "350199001", "chief-pass-99")}
 PLAN = "FZ-MW-2026"
@@ -44,12 +41,7 @@ def agent(request, tmp_path_factory):
     """The app with two officers, an enrolled probe and the demo registries imported through the upload form."""
     tmp = tmp_path_factory.mktemp("dept")
     db_url = request.getfixturevalue("pg_server").fresh_url() if request.param == "postgresql" else None
-    app = create_app(Settings(data_dir=tmp / "data", db_url=db_url))
-    priv, _pub = make_probe_key(tmp)
-    with app.state.sessions() as db:
-        for username, (name, badge, password) in OFFICERS.items():
-            auth.create_officer(db, username, name, badge, password)
-        auth.enroll_probe(db, "probe-test", public_line(priv.public_key()), "马尾-1号")
+    app, priv = officers_app(tmp, db_url, OFFICERS)
     demo = write_demo_registries(tmp / "demo")
     with TestClient(app, base_url="http://127.0.0.1") as client:
         csrf = login(client)
