@@ -30,6 +30,11 @@ __all__ = ["Lab", "LabError", "STATE_ROOT"]
 STATE_ROOT = Path(os.environ.get("CAFE_LAB_STATE", "/run/cafe-lab"))
 PROBE_IFACE = "eth0"
 PROBE_OUI = "00:1e:06"  # the probe's own NIC in the lab
+# The officer link: a second link from the probe to the inspector device (Wi-Fi or USB Ethernet on real
+# hardware), here its own namespace pair on a /30 of the lab range, never part of any café LAN.
+OFFICER_IFACE = "off0"
+OFFICER_PROBE_ADDRESS = "198.19.254.2/30"
+OFFICER_DEVICE_ADDRESS = "198.19.254.1"
 
 
 class LabError(RuntimeError):
@@ -39,7 +44,11 @@ class LabError(RuntimeError):
 class Lab:
     """One running lab café, identified by a short id that prefixes its namespaces."""
 
-    def __init__(self, scenario: Scenario, lab_id: str = "cafe") -> None:
+    def __init__(self, scenario: Scenario, lab_id: str = "cafe", *, probe_plugged: bool = True,
+                 probe_addressed: bool = True, officer_link: bool = False) -> None:
+        """``probe_plugged=False`` leaves the probe's café port without carrier until :meth:`set_probe_plugged`;
+        ``probe_addressed=False`` gives it no address (a headless probe takes no lease); ``officer_link``
+        adds the probe's second link to an inspector-device namespace, down until :meth:`set_officer_link`."""
         if not lab_id.isalnum() or len(lab_id) > 8:
             raise LabError(f"lab id must be 1–8 letters or digits: {lab_id!r}")
         self.scenario = scenario
@@ -47,7 +56,9 @@ class Lab:
         self.state_dir = STATE_ROOT / lab_id
         self.terminals: list[Terminal] = scenario.build_terminals()
         self._state: dict[str, Any] = {"id": lab_id, "scenario": str(scenario.source), "namespaces": [],
-                                       "processes": [], "loss_percent": scenario.switch.loss_percent}
+                                       "processes": [], "loss_percent": scenario.switch.loss_percent,
+                                       "probe_plugged": probe_plugged, "probe_addressed": probe_addressed,
+                                       "officer_link": officer_link}
 
     # -- names -------------------------------------------------------------
     def nsname(self, role: str) -> str:
@@ -56,6 +67,11 @@ class Lab:
     @property
     def probe_netns(self) -> str:
         return self.nsname("probe")
+
+    @property
+    def device_netns(self) -> str:
+        """The inspector device's namespace at the far end of the officer link (with ``officer_link``)."""
+        return self.nsname("dev")
 
     @property
     def probe_mac(self) -> str:
@@ -135,6 +151,7 @@ class Lab:
         extra += [self._dhcp_ns(k) for k in range(1, len(sc.rogue_dhcp) + 1) if self._dhcp_router(k) is None]
         extra += [self.nsname(f"f{k}") for k in range(1, len(sc.foreign) + 1)]
         extra += [self.nsname("isp2")] if sc.uses_isp2 else []
+        extra += [self.device_netns] if self._state.get("officer_link") else []
         extra += [self._service_ns(kind, k) for kind, k, _, _ in self._service_hosts()]
         self._add_namespaces([sw, probe, rt, isp, *extra] + [self._tns(t) for t in live])
         ns.ipv4_only((sw, probe, rt, isp, *extra))
@@ -147,15 +164,22 @@ class Lab:
         prefix = sc.lan.subnet.prefixlen
         switch = ["link add br0 type bridge", "link set br0 up",
                   f"link add p-probe type veth peer name {PROBE_IFACE} address {self.probe_mac} netns {probe}",
-                  "link set p-probe master br0 up",
+                  "link set p-probe master br0" + (" up" if self._state.get("probe_plugged", True) else ""),
                   f"link add p-rt type veth peer name lan0 address {sc.router_mac()} netns {rt}",
                   "link set p-rt master br0 up"]
         for t in live:
             switch.append(f"link add t{t.number} type veth peer name eth0 address {t.mac} netns {self._tns(t)}")
             switch.append(f"link set t{t.number} master br0 up")
         ns.ip_batch(switch, netns=sw)
-        ns.ip_batch(["link set lo up", f"link set {PROBE_IFACE} up",
-                     f"addr add {sc.lan.probe}/{prefix} dev {PROBE_IFACE}"], netns=probe)
+        ns.ip_batch(["link set lo up", f"link set {PROBE_IFACE} up"]
+                    + ([f"addr add {sc.lan.probe}/{prefix} dev {PROBE_IFACE}"]
+                       if self._state.get("probe_addressed", True) else []), netns=probe)
+        if self._state.get("officer_link"):
+            ns.ip_batch([f"link add {OFFICER_IFACE} type veth peer name dev0 netns {self.device_netns}",
+                         f"link set {OFFICER_IFACE} up", f"addr add {OFFICER_PROBE_ADDRESS} dev {OFFICER_IFACE}"],
+                        netns=probe)
+            ns.ip_batch(["link set lo up", f"addr add {OFFICER_DEVICE_ADDRESS}/30 dev dev0"],
+                        netns=self.device_netns)
         ns.ip_batch(["link set lo up", "link set lan0 up", f"addr add {sc.lan.router}/{prefix} dev lan0",
                      f"link add wan0 type veth peer name w-rt netns {isp}", "link set wan0 up",
                      f"addr add {sc.isp.router_wan}/{sc.isp.subnet.prefixlen} dev wan0",
@@ -484,6 +508,22 @@ class Lab:
                       f"  numgen random mod 10000 < {round(loss_percent * 100)} drop\n }}\n}}\n")
         return rules
 
+    def set_probe_plugged(self, plugged: bool) -> None:
+        """Plug the probe's cable into the café switch, or pull it: its port gains or loses carrier."""
+        ns.ip_batch([f"link set p-probe {'up' if plugged else 'down'}"], netns=self.nsname("sw"))
+
+    def set_officer_link(self, up: bool) -> None:
+        """Bring the officer link up or down at the device's end (the probe's ``off0`` follows its carrier)."""
+        if not self._state.get("officer_link"):
+            raise LabError("this lab was built without an officer link (Lab(..., officer_link=True))")
+        ns.ip_batch([f"link set dev0 {'up' if up else 'down'}"], netns=self.device_netns)
+
+    def device_exec_argv(self, argv: list[str]) -> list[str]:
+        """A command line that runs ``argv`` in the inspector device's namespace (venv tools found by name)."""
+        if not self._state.get("officer_link"):
+            raise LabError("this lab was built without an officer link (Lab(..., officer_link=True))")
+        return ["ip", "netns", "exec", self.device_netns, *self.exec_argv(argv)[4:]]
+
     def exec_argv(self, argv: list[str]) -> list[str]:
         """A command line that runs ``argv`` in the probe's namespace (venv tools found by name)."""
         venv_bin = Path(sys.executable).parent
@@ -520,7 +560,11 @@ class Lab:
             "profile": str(self.staged_profile),
             "loss_percent": self._state.get("loss_percent", sc.switch.loss_percent),
             "probe": {"netns": self.probe_netns, "interface": PROBE_IFACE, "address": str(sc.lan.probe),
-                      "prefixlen": sc.lan.subnet.prefixlen, "mac": self.probe_mac},
+                      "prefixlen": sc.lan.subnet.prefixlen, "mac": self.probe_mac,
+                      "addressed": self._state.get("probe_addressed", True),
+                      "officer_link": ({"interface": OFFICER_IFACE, "address": OFFICER_PROBE_ADDRESS,
+                                        "device_netns": self.device_netns, "device_address": OFFICER_DEVICE_ADDRESS}
+                                       if self._state.get("officer_link") else None)},
             "lan": {"subnet": str(sc.lan.subnet),
                     "router": {"address": str(sc.lan.router), "mac": sc.router_mac(), "snmp": sc.router.snmp,
                                "second_wan": sc.router.second_wan, "icmp": sc.router.icmp,
@@ -590,12 +634,12 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def running(scenario: str | Scenario, lab_id: str = "cafe", loss: float | None = None) -> Iterator[Lab]:
-    """A lab that is up for the block and torn down after it, whatever happens."""
+def running(scenario: str | Scenario, lab_id: str = "cafe", loss: float | None = None, **options: bool) -> Iterator[Lab]:
+    """A lab that is up for the block and torn down after it, whatever happens (``options``: see :class:`Lab`)."""
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     if loss is not None:
         sc.switch.loss_percent = loss
-    lab = Lab(sc, lab_id)
+    lab = Lab(sc, lab_id, **options)
     lab.up()
     try:
         yield lab

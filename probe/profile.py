@@ -3,7 +3,7 @@
 The profile is a YAML file (key names are binding, see DESIGN.md §6)::
 
     venue:     {id, name, credit_code, address, licensed_terminals, licensed_servers}
-    network:   {subnets, probe_address, gateways, dhcp_servers, external_target, egress, forwarding}
+    network:   {subnets, probe_address, gateways, gateway_macs, dhcp_servers, external_target, egress, forwarding}
     terminals: {hostname_pattern, first_address, mac_table}
     servers:   {billing, audit, cameras, nvrs, signatures, log_sources, snmp}
 
@@ -408,6 +408,28 @@ class Network(_Model):
     # as the forwarding test sees them when it follows a forwarder; empty: not registered.
     egress: Annotated[list[Address4], BeforeValidator(_none_is_empty_list)] = Field(default_factory=list)
     forwarding: Annotated[Forwarding, BeforeValidator(_none_is_empty_dict)] = Field(default_factory=Forwarding)
+    # The registered gateways' MACs (address -> MAC), as the technician noted them on site; optional. A
+    # headless probe tells apart venues that share one LAN plan by them (see probe/venue_match.py).
+    gateway_macs: Annotated[dict[Address4, str], BeforeValidator(_none_is_empty_dict)] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("gateway_macs", mode="before")
+    @classmethod
+    def _gateway_macs(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out: dict[Any, str] = {}
+        items: list[tuple[tuple[str | int, ...], str, str]] = []
+        for key, mac in value.items():
+            norm, reason = _check_mac(mac)
+            if reason is not None:
+                items.append(((str(key),), reason[0], reason[1]))
+                continue
+            out[key] = norm
+        if items:
+            raise _problems(items)
+        return out
 
     @field_validator("subnets")
     @classmethod
@@ -777,6 +799,15 @@ class VenueProfile(_Model):
                         ("network", "probe_address"),
                         f"{ip} 不在 network.subnets（{listed}）之内",
                         f"{ip} is not inside network.subnets ({listed})",
+                    )
+                )
+        for address in net.gateway_macs:
+            if address not in net.gateways:
+                items.append(
+                    (
+                        ("network", "gateway_macs", str(address)),
+                        f"{address} 不在 network.gateways 中",
+                        f"{address} is not one of network.gateways",
                     )
                 )
         if net.external_target is not None and net.subnet_of(net.external_target) is not None:
