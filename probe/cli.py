@@ -410,5 +410,8 @@ def version() -> None:
         out.print(f"cafe-probe {__version__} · ruleset invalid: {exc}", highlight=False)
 
 
+# Commands kept in their own modules register themselves on ``app`` when imported (one line each, below).
+
+
 if __name__ == "__main__":
     app()

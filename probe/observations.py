@@ -423,8 +423,42 @@ class ProbeInfo(BaseModel):
     prefixlen: int
 
 
+class ClockCheck(BaseModel):
+    """The probe's clock when the run started: a report's times are evidence.
+
+    ``synchronised`` is the kernel's own verdict (adjtimex: NTP or another
+    discipline holds the clock), None where it cannot be read.
+    ``device_offset`` is the inspector device's clock minus the probe's, in
+    seconds, measured over the officer link (None: the device was not
+    reachable); ``ok`` is the self-test's verdict against ``tolerance``.
+    """
+
+    checked_at: datetime
+    synchronised: bool | None = None
+    device_url: str | None = None
+    device_offset: float | None = None
+    device_rtt: float | None = None
+    tolerance: float
+    ok: bool
+    reason: str = ""
+
+
+class Interruption(BaseModel):
+    """Why and where a run stopped before its end (the café link lost, a stop asked)."""
+
+    at: datetime
+    stage: str
+    reason: str
+    stages_done: list[str] = Field(default_factory=list)
+
+
 class RunInfo(BaseModel):
-    """Run metadata: ids, times with their UTC offset, inputs' digests."""
+    """Run metadata: ids, times with their UTC offset, inputs' digests.
+
+    ``complete`` is False when the run was interrupted (``interrupted`` says
+    where and why); such a run keeps what it gathered, and its report is
+    marked incomplete, never a clean report.
+    """
 
     run_id: str
     tool_version: str
@@ -437,6 +471,9 @@ class RunInfo(BaseModel):
     probe: ProbeInfo
     capture_file: str | None = None
     complete: bool = True
+    interrupted: Interruption | None = None
+    clock: ClockCheck | None = None
+    task_pack: str | None = Field(default=None, description="id of the staged task pack the run came from")
 
 
 class Observations(BaseModel):

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from probe.dsse import EnvelopeError, sign_envelope, verify_envelope
 from probe.findings import Finding, Status
 from probe.keys import key_id
+from probe.observations import ClockCheck
 
 __all__ = [
     "REPORT_TYPE", "RECEIPT_TYPE", "REPORT_SCHEMA", "RECEIPT_SCHEMA", "REPORT_FILE", "MAX_PAYLOAD_BYTES",
@@ -109,6 +110,11 @@ class ReportPayload(_Strict):
     ended_at: AwareDatetime
     timezone: ShortText
     complete: bool
+    # Why a run is incomplete ("" when complete), and the probe's clock as the self-test judged it: both
+    # for the officers, who must not take an interrupted run or a run with a wrong clock as clean.
+    incomplete_reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    clock: ClockCheck | None = None
+    task_pack: Annotated[str, StringConstraints(max_length=64)] | None = None
     ruleset: RulesetRef
     profile_sha256: Sha256Hex
     observations_sha256: Sha256Hex
@@ -118,6 +124,8 @@ class ReportPayload(_Strict):
 
     def consistency_problem(self) -> str | None:
         """What, if anything, contradicts itself inside the payload."""
+        if self.complete == bool(self.incomplete_reason):
+            return "complete 与 incomplete_reason 矛盾 / complete and incomplete_reason contradict each other"
         if self.ended_at < self.started_at:
             return "结束时间早于开始时间 / ended_at is before started_at"
         names = [e.name for e in self.evidence]
