@@ -281,13 +281,15 @@ def verify_receipt(envelope: bytes, agent_key: Ed25519PublicKey, report: Verifie
     return receipt
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write a file so that a crash or power loss leaves the old state or the new one, never half.
 
-    Temporary file in the same directory, fsync, rename, fsync of the directory.
+    Temporary file in the same directory, fsync, rename, fsync of the directory. ``mode`` holds from the
+    first byte on (0o600 for anything secret).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as fh:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as fh:
+        os.fchmod(fh.fileno(), mode)  # a stale temporary of another mode, or the umask, must not widen it
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

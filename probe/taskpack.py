@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 import nacl.bindings
 import nacl.exceptions
@@ -57,6 +58,7 @@ PACK_TYPE = "application/vnd.cafe-probe.taskpack+json"
 PACK_SCHEMA = "cafe-probe.taskpack/1"
 MAX_PACK_BYTES = 4 * 1024 * 1024   # a round's profiles are a few KiB each; far more is not a pack of ours
 MAX_SECRET_BYTES = 64 * 1024       # one password, key or community file
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # refusal times for the technician, in the zone of the round
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
@@ -257,7 +259,7 @@ def sign_pack(payload: PackPayload, department_key: Ed25519PrivateKey) -> bytes:
 # -- probe side --------------------------------------------------------------------------------------------------
 
 def _when(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
+    return moment.astimezone(SHANGHAI).isoformat(timespec="seconds")
 
 
 def open_pack(data: bytes, trusted: dict[str, Ed25519PublicKey], probe_id: str, probe_key: Ed25519PrivateKey,
@@ -335,5 +337,5 @@ def write_venue(pack: OpenedPack, venue_id: str, directory: Path) -> Path:
         with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
             fh.write(data)
     profile = directory / "profile.yaml"
-    write_atomic(profile, venue.profile_yaml.encode("utf-8"))
+    write_atomic(profile, venue.profile_yaml.encode("utf-8"), mode=0o600)
     return profile
