@@ -22,6 +22,7 @@ from agent_api.app import Agent, create_app, open_agent
 from agent_api.audit import CLI, verify_chain
 from agent_api.auth import create_officer, enroll_probe, revoke_probe
 from agent_api.settings import Settings
+from probe.home import HomeError, parse_enrollment_code
 from probe.keys import KeyFileError, check_secret_mode, key_id, public_line
 from probe.report import write_atomic
 
@@ -117,18 +118,37 @@ def add_officer(username: Annotated[str, typer.Argument(help="登录名 / login 
 
 
 @app.command("enroll-probe")
-def enroll(pubkey_file: Annotated[Path, typer.Argument(help="探针公钥文件 / the probe's public key file")],
-           probe_id: Annotated[str, typer.Option("--probe-id", help="探针编号 / probe id")],
+def enroll(pubkey_file: Annotated[Path | None, typer.Argument(help="探针公钥文件 / the probe's public key file")] = None,
+           probe_id: Annotated[str | None, typer.Option("--probe-id", help="探针编号 / probe id (with a key file)")]
+           = None,
+           code: Annotated[str | None, typer.Option("--code", help="探针屏幕或标签上的登记码 / the probe's enrollment "
+                                                                   "code, 'cafe-probe-enrol:1:…' (instead of a file)")]
+           = None,
            label: Annotated[str, typer.Option("--label", help="备注 / label")] = "",
            data: DataOpt = None, db: DbOpt = None) -> None:
-    """登记探针公钥 / Enroll a probe's public key (PEM or ed25519: line)."""
-    try:
-        text = pubkey_file.read_text(encoding="ascii")[:4096]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"无法读取公钥 / cannot read {pubkey_file}: {exc}") from None
+    """登记探针公钥 / Enroll a probe's public key: a key file (PEM or ed25519: line) with --probe-id, or --code."""
+    if (pubkey_file is None) == (code is None):
+        raise _fail("须给出公钥文件或 --code 之一 / give either the public key file or --code")
+    if code is not None:
+        try:
+            code_id, code_key = parse_enrollment_code(code)
+        except HomeError as exc:
+            raise _fail(str(exc)) from None
+        if probe_id is not None and probe_id != code_id:
+            raise _fail(f"--probe-id {probe_id} 与登记码中的 {code_id} 不符 / --probe-id differs from the code's "
+                        f"probe id {code_id}")
+        probe_id, text = code_id, public_line(code_key)
+    else:
+        if probe_id is None:
+            raise _fail("使用公钥文件时须给出 --probe-id / --probe-id is required with a key file")
+        try:
+            text = pubkey_file.read_text(encoding="ascii")[:4096]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"无法读取公钥 / cannot read {pubkey_file}: {exc}") from None
     with _session(data, db) as session:
         probe = enroll_probe(session, probe_id, text, label)
-        typer.echo(f"已登记 / enrolled: {probe.probe_id}  key id {probe.key_id}")
+        typer.echo(f"已登记 / enrolled: {probe.probe_id}")
+        typer.echo(f"密钥编号（请与探针屏幕核对）/ key id (compare with the probe's screen): {probe.key_id}")
 
 
 @app.command("revoke-probe")
@@ -187,6 +207,11 @@ app.add_typer(draw_app, name="draw")
 
 from agent_api.cli_registry import registry_app  # noqa: E402  (it reuses the options and helpers above)
 app.add_typer(registry_app, name="registry")
+
+from agent_api.cli_packs import pack_app, profile_app  # noqa: E402  (they reuse the options and helpers above)
+
+app.add_typer(profile_app, name="profile")
+app.add_typer(pack_app, name="pack")
 
 
 def main() -> None:

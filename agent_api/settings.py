@@ -2,7 +2,9 @@
 
 Everything lives in one data directory (``--data DIR``, else ``$CAFE_AGENT_HOME``,
 else ``~/.local/share/cafe-agent``): ``agent.db`` (SQLite), ``agent.key``
-(the agent's Ed25519 private key, mode 0600) and ``agent.pub``. The database URL
+(the agent's Ed25519 private key, mode 0600) and ``agent.pub``; on a department
+server also ``department.key`` / ``department.pub`` (the task-pack signing key)
+and ``profiles/`` (the venue profiles packs are made from). The database URL
 can point elsewhere (``--db URL`` / ``$CAFE_AGENT_DB``) so that a department
 server can use PostgreSQL with the same code and migrations.
 """
@@ -63,6 +65,21 @@ class Settings:
     def pub_path(self) -> Path:
         """The agent's public key, for technicians to pin in the probes."""
         return self.data_dir / "agent.pub"
+
+    @property
+    def department_key_path(self) -> Path:
+        """The department's private key (task packs are signed with it; not the receipt key: another role)."""
+        return self.data_dir / "department.key"
+
+    @property
+    def department_pub_path(self) -> Path:
+        """The department's public key, for technicians to pin in the probes (``cafe-probe pin-department``)."""
+        return self.data_dir / "department.pub"
+
+    @property
+    def profiles_dir(self) -> Path:
+        """The stored venue profiles, one private folder per venue id (agent_api.venue_profiles)."""
+        return self.data_dir / "profiles"
 
     @property
     def database_url(self) -> str:

@@ -9,6 +9,7 @@ profile with fresh secret files (0600), as a technician would.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
@@ -83,3 +84,28 @@ def make_pack(tmp: Path, probe_home: Path | ProbeHome, venues: Sequence[tuple[Pa
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "department.pub").write_text(public_line(department_key.public_key()) + "\n", encoding="ascii")
     return sign_pack(payload, department_key), department_key
+
+
+# A venue profile with one secret file, as a technician hands it to the department server.
+SMALL = Path(__file__).resolve().parent.parent / "lab" / "scenarios" / "small.profile.yaml"
+VENUE = "LAB-SMALL-0030"
+CODE = "91350105MA2Y0AB12L"  # the small café's credit code in its profile
+COMMUNITY = "secrets/snmp.community"
+
+
+def write_profile(folder: Path, *, venue_id: str = VENUE, credit_code: str = CODE, text: str | None = None,
+                  secret: bytes | None = None, secret_name: str = COMMUNITY) -> tuple[Path, bytes]:
+    """The small café's profile (venue id, credit code and secret file name swapped in) in ``folder`` with its secret
+    file (random bytes, mode 0600); returns the profile's path and the secret."""
+    folder.mkdir(parents=True, exist_ok=True)
+    body = text if text is not None else SMALL.read_text(encoding="utf-8")
+    body = body.replace(f"id: {VENUE}", f"id: {venue_id}").replace(CODE, credit_code).replace(COMMUNITY, secret_name)
+    path = folder / "venue.yaml"
+    path.write_text(body, encoding="utf-8")
+    content = secrets.token_bytes(24) + b"\x00\xff" if secret is None else secret
+    target = folder / secret_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch(mode=0o600)
+    target.chmod(0o600)
+    target.write_bytes(content)
+    return path, content
