@@ -235,6 +235,38 @@ class ForeignArpProbe(BaseModel):
     seconds: float = 0.0
 
 
+class GatewayAnswer(BaseModel):
+    """A host that answered the identification's ARP probe for a staged venue's registered gateway."""
+
+    address: IPv4Address
+    mac: str
+    count: int = Field(description="replies heard from this (address, MAC)")
+
+
+class ArpSender(BaseModel):
+    """An (address, MAC) pair heard as the sender of any ARP packet."""
+
+    address: IPv4Address
+    mac: str
+
+
+class VenueSignals(BaseModel):
+    """What a just-plugged café port said before the probe knew the venue (probe/net/identify.py).
+
+    Only ARP (RFC 5227 probes, sender 0.0.0.0) and DHCP DISCOVERs were sent; no lease, no address.
+    """
+
+    interface: str
+    probe_mac: str
+    asked: list[IPv4Address] = Field(default_factory=list, description="registered gateways asked by ARP")
+    gateway_answers: list[GatewayAnswer] = Field(default_factory=list)
+    offers: list[DhcpOffer] = Field(default_factory=list)
+    heard: list[ArpSender] = Field(default_factory=list, description="ARP senders heard, up to a cap")
+    heard_dropped: int = Field(default=0, description="ARP senders heard beyond the cap, counted only")
+    frames_sent: int = Field(default=0, description="ARP requests and DHCP DISCOVERs sent")
+    seconds: float = 0.0
+
+
 class SnmpInterface(BaseModel):
     """One row of IF-MIB ifTable joined with ifXTable and the interface's IPv4 addresses (IP-MIB)."""
 

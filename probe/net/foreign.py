@@ -27,7 +27,7 @@ from probe.net.arp import MIN_FRAME, parse_arp
 from probe.net.link import Frame, RawLink, mac_str
 from probe.observations import ForeignArpAnswer, ForeignArpProbe
 
-__all__ = ["ask_router_addresses", "build_request", "foreign_targets"]
+__all__ = ["ask_router_addresses", "build_request", "foreign_targets", "send_paced"]
 
 BROADCAST = b"\xff" * 6
 UNSPECIFIED = IPv4Address("0.0.0.0")
@@ -114,14 +114,15 @@ def ask_router_addresses(link: RawLink, addresses: list[IPv4Address], probe_ip: 
             pending = answers.silent(asked)
             if not pending:
                 break
-            _send_paced(link, [f for a in pending for f in frames[a]], rate)
+            send_paced(link, [f for a in pending for f in frames[a]], rate)
             _wait(answers, pending, window)
     finally:
         unsubscribe()
     return ForeignArpProbe(asked=asked, answers=answers.result(), seconds=round(time.monotonic() - start, 4))
 
 
-def _send_paced(link: RawLink, frames: list[bytes], rate: float) -> None:
+def send_paced(link: RawLink, frames: list[bytes], rate: float) -> None:
+    """Send ``frames`` evenly spaced at ``rate`` per second (a burst of ARP would be lost on a busy switch)."""
     t0 = time.monotonic()
     for i, frame in enumerate(frames):
         if (delay := t0 + i / rate - time.monotonic()) > 0:
