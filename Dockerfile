@@ -1,7 +1,8 @@
 # The inspector-device service (cafe-agent) in a container.
 #
 # A thin wrapper over the same set-up script the README and CI run, so the
-# image holds exactly what a Debian 12 machine gets from `bash setup.sh install`.
+# image holds exactly what a Debian 12 machine gets from `bash setup.sh install`
+# (tests/test_install.py holds every RUN line to that script, so CI exercises it).
 #
 #   docker build -t cafe-agent .
 #   docker run -p 127.0.0.1:8765:8765 -v cafe-agent-data:/data cafe-agent

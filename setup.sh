@@ -4,11 +4,25 @@
 #   bash setup.sh demo [SCENARIO]   install, then run the probe in the lab café (default: messy)
 #   bash setup.sh test [PYTEST ARGS]  install, then run the whole test suite
 #   bash setup.sh install            install only
+#   bash setup.sh probe HARDWARE     install, then the probe's autorun service for HARDWARE (pi4 | pi5 |
+#                                    laptop): systemd unit, hardware profile, LED udev rule, service user
 #
 # Installs the Debian packages the lab and the probe use, a virtualenv in
 # .venv with the project and its Python dependencies. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# Arguments first: a wrong one must stop the script before anything is installed.
+hardware_names() { (cd hardware/profiles && ls -- *.yaml) | sed 's/\.yaml$//' | paste -sd' ' -; }
+case "${1:-install}" in
+  demo | test | install) ;;
+  probe)
+    if [ -z "${2:-}" ] || [[ ! "$2" =~ ^[a-z0-9-]+$ ]] || [ ! -f "hardware/profiles/$2.yaml" ]; then
+      echo "setup.sh: usage: bash setup.sh probe HARDWARE (one of: $(hardware_names))" >&2
+      exit 2
+    fi ;;
+  *) echo "setup.sh: unknown action '$1' (demo | test | install | probe HARDWARE)" >&2; exit 2 ;;
+esac
 
 APT_PACKAGES=(
   iproute2        # ip netns, veth, bridge: the lab café
@@ -27,6 +41,12 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip
   ca-certificates
 )
+# A probe in the field (Raspberry Pi, laptop) needs none of the lab, the department server or the browser
+# tests: only what the probe itself runs on.
+PROBE_PACKAGES=(iproute2 ieee-data tcpdump python3 python3-venv python3-pip ca-certificates)
+if [ "${1:-install}" = probe ]; then
+  APT_PACKAGES=("${PROBE_PACKAGES[@]}")
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (the lab creates network namespaces; packages are installed with apt-get)" >&2
@@ -70,8 +90,10 @@ if [ ! -x .venv/bin/python ]; then
   echo "== python venv .venv"
   "$PYTHON" -m venv .venv
 fi
-echo "== pip install -e .[test]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+extras='[test]'
+[ "${1:-install}" = probe ] && extras=''  # no pytest or Playwright on a probe
+echo "== pip install -e .$extras"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
 
 what=${1:-install}
 [ $# -gt 0 ] && shift
@@ -79,5 +101,7 @@ case "$what" in
   demo)    exec .venv/bin/cafe-lab demo "${1:-messy}" ;;
   test)    exec .venv/bin/python -m pytest "$@" ;;
   install) echo "== installed: .venv/bin/cafe-probe, .venv/bin/cafe-lab, .venv/bin/cafe-agent" ;;
-  *)       echo "setup.sh: unknown action '$what' (demo | test | install)" >&2; exit 2 ;;
+  probe)   hw=$1; shift
+           echo "== cafe-probe install --hardware $hw"
+           exec .venv/bin/cafe-probe install --hardware "$hw" --venv "$PWD/.venv" "$@" ;;
 esac

@@ -23,6 +23,7 @@ answers 200 with the very same receipt bytes.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -249,6 +250,18 @@ def get_agent_key(request: Request) -> dict[str, str]:
     """The agent's public key (one line) and key id, for a technician to pin in the probes."""
     pub = request.app.state.agent_key.public_key()
     return {"public_key": public_line(pub), "key_id": key_id(pub)}
+
+
+@router.get("/time", tags=["agent"])
+def get_time(request: Request, response: Response) -> dict[str, str | float]:
+    """The device's clock, for a probe's self-test to measure its offset (no login: the time is not secret).
+
+    ``unix`` and ``now`` are one reading; ``no-store`` keeps a cache from answering with a stale time.
+    """
+    unix = time.time()
+    response.headers["Cache-Control"] = "no-store"
+    at = datetime.fromtimestamp(unix, request.app.state.settings.zone)
+    return {"now": at.isoformat(timespec="microseconds"), "unix": unix}
 
 
 # ----------------------------------------------------------------------- cases
