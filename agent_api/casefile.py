@@ -23,13 +23,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agent_api.cases import ruleset
 from probe.findings import Status
+from probe.observations import ClockCheck
 
 if TYPE_CHECKING:
     from agent_api.cases import CaseView
 
 __all__ = ["TEMPLATES_DIR", "STATUS_LABELS", "VERIFY_COMMAND", "EvidenceNode", "evidence_tree", "plain",
            "format_time", "status_class", "status_zh", "status_en", "citation_text", "result_label",
-           "jinja_env", "case_context", "render_casefile_html", "render_casefile_pdf"]
+           "RunWarning", "run_warnings", "payload_warnings", "jinja_env", "case_context", "render_casefile_html", "render_casefile_pdf"]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -192,6 +193,50 @@ def result_label(code: str | None) -> str:
     return f"{known.zh} / {known.en}" if known else (code or "—")
 
 
+@dataclass(frozen=True)
+class RunWarning:
+    """Why a report must not be read as a clean run: ``code`` "incomplete" or "clock", the label
+    (``zh`` / ``en``) and a one-line ``detail`` (the probe's reason, the clock's offset)."""
+
+    code: str
+    zh: str
+    en: str
+    detail: str
+
+
+def _seconds(value: float) -> str:
+    return f"{value:+.1f}"
+
+
+def run_warnings(complete: bool, incomplete_reason: str = "", clock: ClockCheck | None = None) -> list[RunWarning]:
+    """The warnings a report's own fields call for: an interrupted run, a clock the self-test failed.
+
+    Both are in the signed payload; the officers must see them before any
+    finding, since an interrupted run gathered less than a clean one and a
+    wrong clock makes every time in the report doubtful.
+    """
+    warnings = []
+    if not complete:
+        warnings.append(RunWarning("incomplete", "未完成（中断）", "incomplete (interrupted)",
+                                   incomplete_reason or "原因未记录 / no reason recorded"))
+    if clock is not None and not clock.ok:
+        parts = []
+        if clock.device_offset is not None:
+            parts.append(f"与检查设备相差 {_seconds(clock.device_offset)} 秒（容差 {clock.tolerance:g} 秒） / "
+                         f"{_seconds(clock.device_offset)} s off the inspector device (tolerance {clock.tolerance:g} s)")
+        else:
+            parts.append("未能与检查设备对时 / the inspector device's clock could not be read")
+        if clock.reason:  # the self-test's own words: the kernel's state and why it failed
+            parts.append(clock.reason)
+        warnings.append(RunWarning("clock", "时钟异常", "clock error", "；".join(parts)))
+    return warnings
+
+
+def payload_warnings(payload: Any) -> list[RunWarning]:
+    """:func:`run_warnings` of a report payload (the templates' filter)."""
+    return run_warnings(payload.complete, payload.incomplete_reason, payload.clock)
+
+
 @lru_cache(maxsize=1)
 def jinja_env() -> Environment:
     """The one Jinja2 environment of the agent's HTML: autoescaping, with the case filters."""
@@ -199,7 +244,8 @@ def jinja_env() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=format_time, status_class=status_class, status_zh=status_zh,
-                       status_en=status_en, citation=citation_text, plain=plain, evidence_tree=evidence_tree)
+                       status_en=status_en, citation=citation_text, plain=plain, evidence_tree=evidence_tree,
+                       run_warnings=payload_warnings)
     env.globals.update(result_label=result_label, VERIFY_COMMAND=VERIFY_COMMAND, PDF_MAX_ROWS=PDF_MAX_ROWS,
                        WEB_MAX_ROWS=WEB_MAX_ROWS)
     return env

@@ -26,6 +26,7 @@ from agent_api import ApiError
 from agent_api.audit import entries_about, now, officer_actor, record
 from agent_api.db import MANUAL_STATUSES, ManualItem, Officer, Report, Signoff
 from probe.findings import Status
+from probe.observations import ClockCheck
 from probe.report import ReportPayload
 from probe.rules import CheckRule, ResultType, Ruleset, RulesError, load_ruleset
 
@@ -171,6 +172,9 @@ class ReportSummary(_View):
     result_type: str | None
     locked: bool
     signoffs: int
+    complete: bool = True          # False: an interrupted run (the payload says why)
+    incomplete_reason: str = ""
+    clock: ClockCheck | None = None  # the probe's clock as its self-test judged it
 
 
 @lru_cache(maxsize=1)
@@ -247,11 +251,16 @@ def list_reports(db: Session, limit: int = 200, offset: int = 0) -> list[ReportS
     signoffs = select(func.count(Signoff.id)).where(Signoff.report_pk == Report.id).scalar_subquery()
     rows = db.execute(select(Report, signoffs).order_by(Report.received_at.desc(), Report.id.desc())
                       .limit(limit).offset(offset)).all()
-    return [ReportSummary(
-        record=r.id, report_id=r.report_id, probe_id=r.probe.probe_id, venue_id=r.venue_id, venue_name=r.venue_name,
-        task_id=r.task_id, started_at=r.started_at, received_at=r.received_at,
-        counts=json.loads(r.payload)["counts"], result_type=r.result_type, locked=r.locked_at is not None,
-        signoffs=n) for r, n in rows]
+    summaries = []
+    for r, n in rows:
+        doc = json.loads(r.payload)
+        summaries.append(ReportSummary(
+            record=r.id, report_id=r.report_id, probe_id=r.probe.probe_id, venue_id=r.venue_id,
+            venue_name=r.venue_name, task_id=r.task_id, started_at=r.started_at, received_at=r.received_at,
+            counts=doc["counts"], result_type=r.result_type, locked=r.locked_at is not None, signoffs=n,
+            complete=doc.get("complete", True), incomplete_reason=doc.get("incomplete_reason", ""),
+            clock=doc.get("clock")))
+    return summaries
 
 
 def _editable(db: Session, report_id: str) -> Report:

@@ -27,7 +27,7 @@ from starlette.datastructures import FormData
 from agent_api import ApiError, auth, cases
 from agent_api.api import export_case
 from agent_api.audit import officer_actor, record
-from agent_api.casefile import case_context, jinja_env
+from agent_api.casefile import RunWarning, case_context, jinja_env, run_warnings
 from agent_api.db import MANUAL_STATUSES, WebSession, get_db
 
 __all__ = ["router", "templates", "LOGIN_PATH", "MAX_NOTE", "SECURITY_HEADERS", "CSRF_REFUSED", "page_session",
@@ -183,7 +183,14 @@ STATUS_ORDER = ("fail", "inconclusive", "pass", "manual", "not_applicable")
 def report_list(request: Request, ws: WebSession = Depends(page_session), db: Session = Depends(get_db)) -> Response:
     """Every stored report, newest received first."""
     rows = cases.list_reports(db)
-    return _page(request, "reports.html", {**_base(ws), "rows": rows, "status_order": STATUS_ORDER})
+    return _page(request, "reports.html", {**_base(ws), "rows": rows, "status_order": STATUS_ORDER,
+                                           "warnings": _list_warnings(rows)})
+
+
+def _list_warnings(rows: list[cases.ReportSummary]) -> dict[str, list[RunWarning]]:
+    """Per listed report, the run warnings its signed payload calls for (interrupted, clock error)."""
+    found = {r.report_id: run_warnings(r.complete, r.incomplete_reason, r.clock) for r in rows}
+    return {rid: w for rid, w in found.items() if w}
 
 
 def _detail(request: Request, db: Session, ws: WebSession, report_id: str, *, status: int = 200,

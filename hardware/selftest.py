@@ -294,7 +294,10 @@ def check_ruleset(entries: list[StagedEntry]) -> SelfTestItem:
                              f"{rules.version} {rules.sha256[:12]}…",
                              f"pack {entry.pack_id} expects ruleset {claimed[0]} sha256 {claimed[1][:12]}…, this "
                              f"probe has {rules.version} {rules.sha256[:12]}…"))
-    fine = (f"规则库 {rules.version}，与暂存任务包一致", f"ruleset {rules.version}, as the staged packs expect")
+    fine = ((f"规则库 {rules.version}，与暂存任务包一致", f"ruleset {rules.version}, as the staged packs expect")
+            if detail["packs"] else
+            (f"规则库 {rules.version} 可读取（无暂存任务包可比对）", f"ruleset {rules.version} loads (no staged pack "
+                                                                  "to compare with)"))
     item = _item("ruleset", problems, fine, detail)
     return SelfTestItem(item.key, item.ok, f"{item.reason} · sha256 {rules.sha256}", detail)
 

@@ -128,10 +128,20 @@ def run(
         def on_names(rnd: int, sent: int, total: int) -> None:
             bar.update(names_task, visible=True, completed=sent, total=total, note=f"第{rnd}轮 round {rnd}")
 
+        from probe.autorun import LINK_LOST, CarrierWatch
+
+        # A cable pulled mid-run ends the run between stages, kept and signed as incomplete (never clean).
         try:
-            obs, findings = execute(prep, opts, RunProgress(stage=on_stage, sweep=on_sweep, names=on_names))
+            watch = CarrierWatch(prep.interface.name)
+        except OSError as exc:
+            _refuse(str(exc))
+        try:
+            obs, findings = execute(prep, opts, RunProgress(stage=on_stage, sweep=on_sweep, names=on_names),
+                                    stop=lambda: LINK_LOST if watch.losses or not watch.carrier else None)
         except RunRefused as exc:
             _refuse(str(exc))
+        finally:
+            watch.close()
         on_stage("done")
     sweep = obs.arp
     err.print(f"发现 {len(sweep.hosts)} 台在线主机 / {len(sweep.hosts)} live hosts in {sweep.seconds:.2f} s "
@@ -143,6 +153,9 @@ def run(
               + (f"; 服务 services {sum(len(h.open) for h in obs.services.hosts)} open, "
                  f"{len(obs.services.matches)} matched" if obs.services is not None else "")
               + (f"; 摄像机 cameras {len(obs.cameras.cameras)}" if obs.cameras is not None else ""))
+    if obs.run.interrupted is not None:
+        err.print(f"未完成（中断）/ INCOMPLETE (interrupted): {obs.run.interrupted.stage}: {obs.run.interrupted.reason}",
+                  markup=False, highlight=False, soft_wrap=True)
     print_findings(out, findings, f"{prep.profile.venue.name} · {obs.run.started_at.isoformat(timespec='seconds')}")
     out.print(f"输出 output: {out_dir}/findings.json, observations.json, capture.pcap, report.dsse.json "
               f"(已签名、已入发件箱 / signed, queued in the outbox)", highlight=False)
@@ -317,7 +330,7 @@ def keygen(
         _refuse(str(exc))
     out.print(f"探针 probe: {ident.probe_id}\n密钥编号 key id: {ident.key_id}\n公钥 public key: "
               f"{public_line(ident.public_key)}\n公钥文件 public key file (enroll this at the inspector device): "
-              f"{h.public_key_path}", highlight=False, markup=False, soft_wrap=True)
+              f"{h.public_key_path}\n登记码 enrollment code: {h.enrollment_code()}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("pin-agent")
@@ -411,6 +424,10 @@ def version() -> None:
 
 
 # Commands kept in their own modules register themselves on ``app`` when imported (one line each, below).
+from probe import cli_stage  # noqa: E402,F401
+from probe import cli_selftest  # noqa: E402,F401
+from probe import cli_hardware  # noqa: E402,F401
+from probe import cli_autorun  # noqa: E402,F401
 
 
 if __name__ == "__main__":

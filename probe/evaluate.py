@@ -35,8 +35,19 @@ def evaluate(obs: Observations, profile: VenueProfile, ruleset: Ruleset) -> list
         else:
             ctx = CheckContext(observations=obs, profile=profile, thresholds=dict(rule.thresholds))
             verdict = CHECKS[check_id](ctx)
+            if verdict.status is Status.PASS and not obs.run.complete:
+                verdict = _no_pass_when_interrupted(obs, verdict)
         findings.append(ruleset.render(check_id, verdict, on))
     return findings
+
+
+def _no_pass_when_interrupted(obs: Observations, verdict: Verdict) -> Verdict:
+    """An interrupted run claims no pass: what it did not gather may hold the failure. Fails stand (what was
+    seen was seen); the pass it would have given stays in the evidence."""
+    stage = obs.run.interrupted.stage if obs.run.interrupted is not None else "?"
+    evidence = dict(verdict.evidence)
+    evidence["before_interruption"] = {"status": verdict.status.value, "reason": verdict.reason}
+    return Verdict(status=Status.INCONCLUSIVE, reason="interrupted", values={"stage": stage}, evidence=evidence)
 
 
 def findings_document(obs: Observations, findings: list[Finding], ruleset: Ruleset) -> dict[str, Any]:

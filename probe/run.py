@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Interface
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from probe import __version__
@@ -29,8 +30,9 @@ from probe.net.dhcp import DhcpHostnameListener, DhcpServerListener, discover as
 from probe.net.foreign import ask_router_addresses
 from probe.net.forwarding import probe_forwarding
 from probe.net.link import LinkError, RawLink, mac_str
-from probe.observations import (CameraSurvey, DhcpDiscovery, ForwardingTest, LogSourceRead, NetbiosSurvey,
-                                Observations, ProbeInfo, RunInfo, ServiceScan, SnmpDevice)
+from probe.observations import (ArpSweep, CameraSurvey, ClockCheck, DhcpDiscovery, ForwardingTest, Interruption,
+                                LogSourceRead, NetbiosSurvey, Observations, ProbeInfo, RunInfo, ServiceScan,
+                                SnmpDevice)
 from probe.outbox import Outbox, OutboxFull
 from probe.profile import ProfileError, VenueProfile, load_profile
 from probe.report import (REPORT_FILE, ProbeRef, ReportPayload, RulesetRef, TaskRef, VenueRef, evidence_entries,
@@ -38,10 +40,11 @@ from probe.report import (REPORT_FILE, ProbeRef, ReportPayload, RulesetRef, Task
 from probe.rules import Ruleset, RulesError, load_ruleset
 from probe.signatures import effective_signatures
 
-__all__ = ["RunOptions", "RunRefused", "Prepared", "prepare", "execute", "sign_run", "write_json", "DEFAULT_TZ",
-           "MAX_PREFIX"]
+__all__ = ["RunOptions", "RunRefused", "Prepared", "Progress", "StageRunner", "StopCheck", "STAGES", "prepare",
+           "execute", "finish_run", "incomplete_reason", "sign_run", "write_json", "DEFAULT_TZ", "MAX_PREFIX"]
 
 DEFAULT_TZ = "Asia/Shanghai"
+T = TypeVar("T")
 MAX_PREFIX = 20  # a /20 (4,094 hosts) is the largest café LAN swept without --allow-large
 
 
@@ -70,6 +73,8 @@ class RunOptions:
     home: Path | None = None
     task_id: str | None = None
     inspectors: list[str] = field(default_factory=list)
+    task_pack: str | None = None       # the staged pack the run came from (autorun)
+    clock: ClockCheck | None = None    # the self-test's clock check before the run (autorun)
 
 
 @dataclass
@@ -164,8 +169,64 @@ class Progress:
     extra: dict = field(default_factory=dict)
 
 
-def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) -> tuple[Observations, list[Finding]]:
-    """Collect, evaluate, write observations.json, findings.json and capture.pcap into opts.out."""
+StopCheck = Callable[[], str | None]
+# Stage names in run order; Progress.stage gets them, Interruption.stage and stages_done use them.
+STAGES = ("arp", "netbios", "dhcp", "foreign", "forwarding", "snmp", "services", "cameras", "logs")
+
+
+class StageRunner:
+    """Runs a run's stages in order and stops between them when ``stop`` gives a reason.
+
+    A stage is never cut short: it runs out its own bounded time (over a dead
+    link the kernel drops what it sends). When ``stop`` answers after a stage,
+    the link went while that stage ran, so its partial result is discarded and
+    it counts as not run; no later stage starts. The capture keeps every frame.
+    """
+
+    def __init__(self, stop: StopCheck | None, progress: Progress, tz: ZoneInfo) -> None:
+        self._stop = stop
+        self._progress = progress
+        self._tz = tz
+        self.done: list[str] = []
+        self.interrupted: Interruption | None = None
+
+    def _check(self, stage: str) -> bool:
+        reason = self._stop() if self._stop is not None else None
+        if not reason:
+            return False
+        self.interrupted = Interruption(at=datetime.now(self._tz), stage=stage, reason=reason[:400],
+                                        stages_done=list(self.done))
+        return True
+
+    def run(self, stage: str, collect: Callable[[], T]) -> T | None:
+        """``collect()``'s result, or None when the run is over or the link went while it ran."""
+        if self.interrupted is not None or self._check(stage):
+            return None
+        self._progress.stage(stage)
+        result = collect()
+        if self._check(stage):
+            return None
+        self.done.append(stage)
+        return result
+
+
+def incomplete_reason(interruption: Interruption | None) -> str:
+    """The report's one line on why a run is incomplete ("" for a complete run)."""
+    if interruption is None:
+        return ""
+    return (f"运行在“{interruption.stage}”阶段中断 / interrupted during stage '{interruption.stage}': "
+            f"{interruption.reason}")[:500]
+
+
+def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None,
+            stop: StopCheck | None = None) -> tuple[Observations, list[Finding]]:
+    """Collect, evaluate, write observations.json, findings.json and capture.pcap into opts.out.
+
+    ``stop`` is asked between stages (e.g. "the café link lost its carrier");
+    when it gives a reason the run ends there as an incomplete run: what the
+    finished stages gathered is evaluated, written, signed with
+    ``complete=False`` and queued like any report.
+    """
     progress = progress or Progress()
     opts.out.mkdir(parents=True, exist_ok=True)
     started = datetime.now(prep.tz)
@@ -175,76 +236,86 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None) 
     except LinkError as exc:
         raise RunRefused(str(exc)) from None
     network = prep.profile.network
+    stages = StageRunner(stop, progress, prep.tz)
     with link:
         passive = arp.PassiveArpListener(link)
         dhcp_names = DhcpHostnameListener(link)
         dhcp_servers = DhcpServerListener(link)
-        progress.stage("arp")
-        sweep = arp.sweep(link, prep.profile.network.subnets, prep.probe_address.ip, rate=opts.rate,
-                          retries=opts.retries, progress=progress.sweep)
-        live = [(h.address, h.mac) for h in sweep.hosts]
-        survey = NetbiosSurvey()
+        sweep = stages.run("arp", lambda: arp.sweep(link, network.subnets, prep.probe_address.ip, rate=opts.rate,
+                                                    retries=opts.retries, progress=progress.sweep))
+        live = [(h.address, h.mac) for h in sweep.hosts] if sweep is not None else []
+        survey: NetbiosSurvey | None = None
         if opts.names:
-            progress.stage("netbios")
-            survey = netbios.survey(link, live, prep.probe_address.ip, progress=progress.names)
+            survey = stages.run("netbios", lambda: netbios.survey(link, live, prep.probe_address.ip,
+                                                                  progress=progress.names))
         dhcp: DhcpDiscovery | None = None
         if opts.dhcp:
-            progress.stage("dhcp")
-            dhcp = dhcp_discover(link, mac_str(link.mac))
-        progress.stage("foreign")
-        foreign = ask_router_addresses(link, prep.ruleset.foreign_router_addresses, prep.probe_address.ip,
-                                       network.subnets)
+            dhcp = stages.run("dhcp", lambda: dhcp_discover(link, mac_str(link.mac)))
+        foreign = stages.run("foreign", lambda: ask_router_addresses(
+            link, prep.ruleset.foreign_router_addresses, prep.probe_address.ip, network.subnets))
         forwarding: ForwardingTest | None = None
         if opts.forwarding and network.external_target is not None:
-            progress.stage("forwarding")
-            forwarding = probe_forwarding(link, live, prep.probe_address.ip, network.external_target,
-                                          port=network.forwarding.port, syn=network.forwarding.syn,
-                                          follow_hops=network.forwarding.follow_hops)
-        snmp_devices: list[SnmpDevice] = []
+            target = network.external_target
+            forwarding = stages.run("forwarding", lambda: probe_forwarding(
+                link, live, prep.probe_address.ip, target, port=network.forwarding.port,
+                syn=network.forwarding.syn, follow_hops=network.forwarding.follow_hops))
+        snmp_devices: list[SnmpDevice] | None = None
         if opts.snmp and prep.profile.servers.snmp:
             # Over the kernel's UDP sockets; the raw link still records every frame of it.
-            progress.stage("snmp")
-            snmp_devices = snmp.collect(prep.profile.servers.snmp)
+            snmp_devices = stages.run("snmp", lambda: snmp.collect(prep.profile.servers.snmp))
         scan: ServiceScan | None = None
         if opts.services:
-            progress.stage("services")
             venue = prep.profile.servers.signatures
             signatures = effective_signatures(prep.ruleset.signatures, venue)
             origin = {s.id: "rules" for s in signatures} | {s.id: "profile" for s in venue}
-            scan = services.scan(live, signatures, origin=origin)
+            scan = stages.run("services", lambda: services.scan(live, signatures, origin=origin))
         camera_survey: CameraSurvey | None = None
         if opts.cameras:
-            progress.stage("cameras")
             # The scan already knocked on 554 everywhere when a signature uses it: ask only where it was open.
             rtsp_hosts = None if scan is None or cameras.RTSP_PORT not in scan.tcp_ports else [
                 h.address for h in scan.hosts
                 if any(p.port == cameras.RTSP_PORT and p.transport == "tcp" for p in h.open)]
-            camera_survey = cameras.survey(link, live, prep.probe_address.ip, rtsp_hosts=rtsp_hosts)
+            camera_survey = stages.run("cameras", lambda: cameras.survey(link, live, prep.probe_address.ip,
+                                                                         rtsp_hosts=rtsp_hosts))
         logs: list[LogSourceRead] | None = None
         if opts.logs and prep.profile.servers.log_sources:
             # SFTP, read-only, in profile order; each source bounded in time.
-            progress.stage("logs")
-            logs = ssh.read_sources(prep.profile.servers.log_sources, formats=prep.log_formats, tz=prep.tz)
+            logs = stages.run("logs", lambda: ssh.read_sources(prep.profile.servers.log_sources,
+                                                               formats=prep.log_formats, tz=prep.tz))
         passive_arp = passive.stop()
         dhcp_seen = dhcp_names.stop()
         dhcp_server_messages = dhcp_servers.stop()
+    if sweep is None:
+        # The sweep itself did not finish: no host is known, and the checks judge that little.
+        sweep = ArpSweep(subnets=network.subnets, targets=0, rate_pps=opts.rate, rounds=[], hosts=[], seconds=0.0)
     obs = Observations(
         run=RunInfo(run_id=str(uuid.uuid4()), tool_version=__version__, started_at=started,
                     finished_at=datetime.now(prep.tz), timezone=str(prep.tz.key), profile_sha256=prep.profile_sha256,
                     venue_id=prep.profile.venue.id, sample_seed=secrets.randbits(63),
                     probe=ProbeInfo(interface=prep.interface.name, mac=prep.interface.mac,
                                     address=prep.probe_address.ip, prefixlen=prep.probe_address.network.prefixlen),
-                    capture_file=pcap.name),
-        arp=sweep, passive_arp=passive_arp, netbios=survey, dhcp_hostnames=dhcp_seen, dhcp=dhcp,
-        dhcp_server_messages=dhcp_server_messages, foreign_arp=foreign, forwarding=forwarding, snmp=snmp_devices,
-        services=scan, cameras=camera_survey, logs=logs)
+                    capture_file=pcap.name, complete=stages.interrupted is None, interrupted=stages.interrupted,
+                    clock=opts.clock, task_pack=opts.task_pack),
+        arp=sweep, passive_arp=passive_arp, netbios=survey if survey is not None else NetbiosSurvey(),
+        dhcp_hostnames=dhcp_seen, dhcp=dhcp, dhcp_server_messages=dhcp_server_messages, foreign_arp=foreign,
+        forwarding=forwarding, snmp=snmp_devices or [], services=scan, cameras=camera_survey, logs=logs)
+    findings = finish_run(obs, prep, opts)
+    return obs, findings
+
+
+def finish_run(obs: Observations, prep: Prepared, opts: RunOptions) -> list[Finding]:
+    """Evaluate, write observations.json and findings.json, sign, and queue the report in the outbox.
+
+    The same for a complete and an interrupted run: an interrupted one is
+    judged on what it gathered and its report says ``complete=False``.
+    """
     findings = evaluate(obs, prep.profile, prep.ruleset)
     write_json(opts.out / "observations.json", obs.model_dump(mode="json"))
     write_json(opts.out / "findings.json", findings_document(obs, findings, prep.ruleset))
     envelope, report_id = sign_run(obs, findings, prep, opts)
     write_atomic(opts.out / REPORT_FILE, envelope)
     prep.outbox.enqueue(report_id, envelope)
-    return obs, findings
+    return findings
 
 
 EVIDENCE_FILES = ["observations.json", "findings.json", "capture.pcap"]
@@ -261,7 +332,9 @@ def sign_run(obs: Observations, findings: list[Finding], prep: Prepared, opts: R
         venue=VenueRef(id=venue.id, name=venue.name, credit_code=venue.credit_code, address=venue.address),
         task=TaskRef(id=opts.task_id, inspectors=list(opts.inspectors)),
         started_at=obs.run.started_at, ended_at=obs.run.finished_at, timezone=obs.run.timezone,
-        complete=obs.run.complete, ruleset=RulesetRef(version=prep.ruleset.version, sha256=prep.ruleset.sha256),
+        complete=obs.run.complete, incomplete_reason=incomplete_reason(obs.run.interrupted),
+        clock=obs.run.clock, task_pack=obs.run.task_pack,
+        ruleset=RulesetRef(version=prep.ruleset.version, sha256=prep.ruleset.sha256),
         profile_sha256=prep.profile_sha256, observations_sha256=observations.sha256, evidence=evidence,
         findings=findings, counts={s: sum(f.status is s for f in findings) for s in Status})
     return sign_report(payload, prep.identity.private_key), payload.report_id

@@ -196,8 +196,9 @@ def stop_process(proc: subprocess.Popen, grace: float = 10) -> None:
 @contextmanager
 def served_agent(data: Path, log_path: Path, *, port: int | None = None,
                  wrap: Callable[[Argv], Argv] | None = None, ready: Callable[[str], bool] | None = None,
-                 timeout: float = 30) -> Iterator[str]:
-    """``cafe-agent serve`` on 127.0.0.1 while the block runs; yields its URL.
+                 timeout: float = 30, host: str = "127.0.0.1") -> Iterator[str]:
+    """``cafe-agent serve`` on ``host`` (127.0.0.1, or an address inside a lab namespace) while the block
+    runs; yields its URL.
 
     ``port``: a free one by default. ``wrap``: turns the command line into the
     one to run (e.g. a lab's ``exec_argv``, to serve inside its namespace).
@@ -206,8 +207,8 @@ def served_agent(data: Path, log_path: Path, *, port: int | None = None,
     afterwards (terminate, wait, kill), whatever happened.
     """
     port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [str(AGENT), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data)]
+    url = f"http://{host}:{port}"
+    argv = [str(AGENT), "serve", "--host", host, "--port", str(port), "--data", str(data)]
     ready = ready or _key_answers(wrap)
     with log_path.open("wb") as log:
         server = subprocess.Popen(wrap(argv) if wrap else argv, stdout=log, stderr=subprocess.STDOUT,

@@ -34,6 +34,7 @@ from probe.home import ProbeHome, ProbeIdentity
 from probe.keys import KeyFileError, key_id, public_line
 from probe.profile import load_profile
 from probe.rules import load_ruleset
+from probe.staging import Staging
 from probe.taskpack import OpenedPack, PackRefused, open_pack, write_venue
 from tests.packkit import COMMUNITY, SMALL, write_profile
 
@@ -160,6 +161,23 @@ def test_the_exported_pack_opens_on_its_probe_with_venues_team_agent_window_and_
                                                                                           [badge])
     for secret in round_.secrets.values():
         assert secret.hex() not in entry.detail and base64.standard_b64encode(secret).decode() not in entry.detail
+
+
+def test_the_probe_stages_what_the_department_exported_and_offers_its_venues_for_identification(round_):
+    """The chain from the draw to a headless probe: export, pin the department key, stage, candidates."""
+    round_.store(round_.picks)
+    pack = round_.export()
+    dept = department_key(round_.agent.settings).public_key()
+    round_.home.pin_department(public_line(dept), "马尾分局")
+    inside = pack.not_before + timedelta(hours=9)
+    staging = Staging(round_.home)
+    staging.stage(pack.envelope, now=inside)
+    [entry] = staging.entries(now=inside)
+    assert (entry.pack_id, entry.status) == (pack.pack_id, "valid")
+    found = staging.candidates(now=inside)
+    assert [c.venue.venue_id for c in found] == pack.venues
+    assert all(c.network.subnets for c in found)
+    assert round_.home.agent().url == AGENT_URL  # the pack's inspector device is where the reports go
 
 
 def test_the_pack_is_for_this_probe_only_and_for_its_window(round_):

@@ -75,7 +75,7 @@ def _problems(root: Path) -> str:
 
 
 def test_shipped_ruleset_loads(rules):
-    assert rules.version == "2026.11.3"
+    assert rules.version == "2026.11.4"
     assert len(rules.sha256) == 64
 
 
