@@ -44,6 +44,7 @@ from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from probe.home import HomeError, ProbeHome
 from probe.iface import IFF_UP
+from probe.observations import VenueIdentification
 from probe.outbox import Outbox
 from probe.report import REPORT_FILE, ReportError, verify_report
 from probe.run import DEFAULT_TZ, Progress, RunOptions, RunRefused, execute, prepare
@@ -512,7 +513,10 @@ class Autorun:
                                               "pack_id": chosen.pack.payload.pack_id,
                                               "task_id": chosen.pack.payload.task.id, "reason": ident.reason,
                                               "seconds": identify_seconds})
-            return self._inspect(cafe, losses, chosen, link, run_dir, t0)
+            identification = VenueIdentification(
+                signals=signals, candidates=[c.venue.venue_id for c in candidates], outcome=ident.outcome,
+                chosen=ident.chosen, reason=ident.reason, seconds=identify_seconds)
+            return self._inspect(cafe, losses, chosen, link, run_dir, t0, identification)
         finally:
             link.close()
 
@@ -526,7 +530,7 @@ class Autorun:
         return CycleResult(outcome=outcome, run_dir=run_dir, pattern=pattern, detail=detail)
 
     def _inspect(self, cafe: CarrierWatch, losses: int, chosen: Any, link: Any, run_dir: Path,
-                 t0: float) -> CycleResult:
+                 t0: float, identification: VenueIdentification) -> CycleResult:
         from hardware.clock import check_clock
         from probe.net.address import AddressClaimError, claim_address, reserved_addresses
         from probe.profile import ProfileError, load_profile
@@ -555,7 +559,8 @@ class Autorun:
                                              "synchronised": clock.synchronised, "reason": clock.reason})
                 opts = RunOptions(profile=profile_path, iface=cafe.iface, out=run_dir, home=self.home.root,
                                   timezone=str(self.config.tz.key), task_id=pack.task.id,
-                                  inspectors=list(chosen.venue.inspectors), task_pack=pack.pack_id, clock=clock)
+                                  inspectors=list(chosen.venue.inspectors), task_pack=pack.pack_id, clock=clock,
+                                  identification=identification)
                 try:
                     prep = prepare(opts)
                 except RunRefused as exc:

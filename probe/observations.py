@@ -267,6 +267,17 @@ class VenueSignals(BaseModel):
     seconds: float = 0.0
 
 
+class VenueIdentification(BaseModel):
+    """How a headless probe decided which staged venue it was plugged into (probe/venue_match.py)."""
+
+    signals: VenueSignals
+    candidates: list[str] = Field(default_factory=list, description="the staged venues it chose among")
+    outcome: Literal["match", "none", "ambiguous"]
+    chosen: str | None = None
+    reason: str
+    seconds: float = 0.0
+
+
 class SnmpInterface(BaseModel):
     """One row of IF-MIB ifTable joined with ifXTable and the interface's IPv4 addresses (IP-MIB)."""
 
@@ -526,3 +537,5 @@ class Observations(BaseModel):
     logs: list[LogSourceRead] | None = Field(default=None, description="None when the log sources were not read")
     dhcp_server_messages: list[DhcpServerMessage] = Field(
         default_factory=list, description="DHCP server answers to any client, heard passively for the whole run")
+    identification: VenueIdentification | None = Field(
+        default=None, description="autorun: why the probe took itself to be in this venue (capture: identify.pcap)")

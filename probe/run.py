@@ -32,7 +32,7 @@ from probe.net.forwarding import probe_forwarding
 from probe.net.link import LinkError, RawLink, mac_str
 from probe.observations import (ArpSweep, CameraSurvey, ClockCheck, DhcpDiscovery, ForwardingTest, Interruption,
                                 LogSourceRead, NetbiosSurvey, Observations, ProbeInfo, RunInfo, ServiceScan,
-                                SnmpDevice)
+                                SnmpDevice, VenueIdentification)
 from probe.outbox import Outbox, OutboxFull
 from probe.profile import ProfileError, VenueProfile, load_profile
 from probe.report import (REPORT_FILE, ProbeRef, ReportPayload, RulesetRef, TaskRef, VenueRef, evidence_entries,
@@ -75,6 +75,7 @@ class RunOptions:
     inspectors: list[str] = field(default_factory=list)
     task_pack: str | None = None       # the staged pack the run came from (autorun)
     clock: ClockCheck | None = None    # the self-test's clock check before the run (autorun)
+    identification: VenueIdentification | None = None  # how the autorun recognised the venue
 
 
 @dataclass
@@ -298,7 +299,8 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None,
                     clock=opts.clock, task_pack=opts.task_pack),
         arp=sweep, passive_arp=passive_arp, netbios=survey if survey is not None else NetbiosSurvey(),
         dhcp_hostnames=dhcp_seen, dhcp=dhcp, dhcp_server_messages=dhcp_server_messages, foreign_arp=foreign,
-        forwarding=forwarding, snmp=snmp_devices or [], services=scan, cameras=camera_survey, logs=logs)
+        forwarding=forwarding, snmp=snmp_devices or [], services=scan, cameras=camera_survey, logs=logs,
+        identification=opts.identification)
     findings = finish_run(obs, prep, opts)
     return obs, findings
 
@@ -318,7 +320,8 @@ def finish_run(obs: Observations, prep: Prepared, opts: RunOptions) -> list[Find
     return findings
 
 
-EVIDENCE_FILES = ["observations.json", "findings.json", "capture.pcap"]
+# identify.pcap: the autorun's capture while it recognised the venue (absent from a manual run).
+EVIDENCE_FILES = ["observations.json", "findings.json", "capture.pcap", "identify.pcap"]
 
 
 def sign_run(obs: Observations, findings: list[Finding], prep: Prepared, opts: RunOptions) -> tuple[bytes, str]:

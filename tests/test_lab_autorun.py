@@ -95,6 +95,11 @@ def test_autorun_identifies_messy_runs_and_delivers_over_the_officer_link(tmp_pa
     assert payload.venue.id == "LAB-MESSY-0250" and payload.task.id == "TASK-2026-0009"
     assert payload.task.inspectors == ["350100123", "350100456"] and payload.task_pack == probe.pack_id
     assert payload.complete and payload.clock is not None and payload.clock.ok
+    # Why the probe took itself to be in this venue is part of the signed evidence.
+    assert "identify.pcap" in {e.name for e in payload.evidence}
+    identification = json.loads((run_dir / "observations.json").read_text())["identification"]
+    assert identification["outcome"] == "match" and identification["chosen"] == "LAB-MESSY-0250"
+    assert len(identification["candidates"]) == 3 and identification["signals"]["gateway_answers"]
     # The fake LEDs end as "delivered" left them: status steady lit; alert lit only with failures.
     assert led_state(leds) == {"alert": queued["led"] == "done_failures", "status": True}
     # The venue's secrets lived only in the run's private directory, removed afterwards.
