@@ -15,9 +15,11 @@ from probe.observations import Observations
 from probe.profile import VenueProfile
 from probe.rules import Ruleset
 
-__all__ = ["evaluate", "findings_document", "FINDINGS_SCHEMA"]
+__all__ = ["evaluate", "findings_document", "FINDINGS_SCHEMA", "INTERRUPTED"]
 
 FINDINGS_SCHEMA = "cafe-probe.findings/1"
+# The one reason evaluate gives itself, not a check: a pass of an interrupted run (catalogue template).
+INTERRUPTED = "interrupted"
 
 
 def evaluate(obs: Observations, profile: VenueProfile, ruleset: Ruleset) -> list[Finding]:
@@ -47,7 +49,7 @@ def _no_pass_when_interrupted(obs: Observations, verdict: Verdict) -> Verdict:
     stage = obs.run.interrupted.stage if obs.run.interrupted is not None else "?"
     evidence = dict(verdict.evidence)
     evidence["before_interruption"] = {"status": verdict.status.value, "reason": verdict.reason}
-    return Verdict(status=Status.INCONCLUSIVE, reason="interrupted", values={"stage": stage}, evidence=evidence)
+    return Verdict(status=Status.INCONCLUSIVE, reason=INTERRUPTED, values={"stage": stage}, evidence=evidence)
 
 
 def findings_document(obs: Observations, findings: list[Finding], ruleset: Ruleset) -> dict[str, Any]:
