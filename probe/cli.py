@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from probe import __version__
 from probe.display import print_findings
 from probe.home import HomeError, ProbeHome, default_home
+from probe.iface import LINK_LOST, CarrierWatch
 from probe.keys import KeyFileError, load_public_key, public_line
 from probe.outbox import Outbox
 from probe.report import ReportError, verify_report_file
@@ -127,8 +128,6 @@ def run(
 
         def on_names(rnd: int, sent: int, total: int) -> None:
             bar.update(names_task, visible=True, completed=sent, total=total, note=f"第{rnd}轮 round {rnd}")
-
-        from probe.autorun import LINK_LOST, CarrierWatch
 
         # A cable pulled mid-run ends the run between stages, kept and signed as incomplete (never clean).
         try:

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from probe.autorun import Autorun, AutorunConfig, CarrierWatch, Deliverer, Journal, end_pattern, read_journal
+from probe.autorun import Autorun, AutorunConfig, Deliverer, Journal, end_pattern, read_journal
+from probe.iface import CarrierWatch
 from probe.home import ProbeHome
 from probe.keys import load_public_key, public_line
 from probe.observations import ClockCheck
