@@ -341,7 +341,7 @@ class Autorun:
     def cycle(self, cafe: CarrierWatch) -> CycleResult:
         """One plug-in: identify, then (on one clear match) run and queue the report."""
         from probe.net.identify import gather_signals
-        from probe.net.link import LinkError, RawLink
+        from probe.net.link import LinkError, LinkLost, RawLink
         from probe.staging import Staging
         from probe.venue_match import match_venues
 
@@ -390,6 +390,9 @@ class Autorun:
                 signals=signals, candidates=[c.venue.venue_id for c in candidates], outcome=ident.outcome,
                 chosen=ident.chosen, reason=ident.reason, seconds=identify_seconds)
             return self._inspect(cafe, losses, chosen, link, run_dir, t0, identification)
+        except LinkLost as exc:
+            # Before the run began (identifying, claiming the address): nothing gathered yet to keep.
+            return self._not_run(run_dir, "link_lost", {"reason": str(exc), "while": "identify"}, pattern="waiting")
         finally:
             link.close()
 
@@ -443,9 +446,7 @@ class Autorun:
                 def stop() -> str | None:
                     if self.stopping.is_set():
                         return STOP_ASKED
-                    if cafe.losses != losses or not cafe.carrier:
-                        return LINK_LOST
-                    return None
+                    return cafe.lost(losses)
 
                 def stage(name: str) -> None:
                     self.journal.write("stage", {"stage": name})

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from probe import __version__
 from probe.display import print_findings
 from probe.home import HomeError, ProbeHome, default_home
-from probe.iface import LINK_LOST, CarrierWatch
+from probe.iface import CarrierWatch
 from probe.keys import KeyFileError, load_public_key, public_line
 from probe.outbox import Outbox
 from probe.report import ReportError, verify_report_file
@@ -136,7 +136,7 @@ def run(
             _refuse(str(exc))
         try:
             obs, findings = execute(prep, opts, RunProgress(stage=on_stage, sweep=on_sweep, names=on_names),
-                                    stop=lambda: LINK_LOST if watch.losses or not watch.carrier else None)
+                                    stop=watch.lost)
         except RunRefused as exc:
             _refuse(str(exc))
         finally:

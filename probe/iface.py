@@ -15,7 +15,7 @@ from typing import Any
 from pyroute2 import IPRoute, IPRSocket
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
-__all__ = ["Interface", "InterfaceError", "inspect_interface", "CarrierWatch", "LINK_LOST"]
+__all__ = ["Interface", "InterfaceError", "inspect_interface", "link_usable", "CarrierWatch", "LINK_LOST"]
 
 IFF_UP = 0x1
 LINK_LOST = "网吧网线已断开（无载波）/ café link lost its carrier"
@@ -73,8 +73,8 @@ def inspect_interface(name: str) -> Interface:
 
 # ---------------------------------------------------------------------------------------------- carrier watch
 
-def _usable(msg: Any) -> bool:
-    """A link message says carrier, judged as :attr:`Interface.usable` judges it."""
+def link_usable(msg: Any) -> bool:
+    """A netlink link message says carrier, judged as :attr:`Interface.usable` judges it."""
     return _carrier_usable(bool(msg["flags"] & IFF_UP), bool(msg.get_attr("IFLA_CARRIER", 1)),
                            str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN"))
 
@@ -146,7 +146,7 @@ class CarrierWatch:
                     ipr.link("set", index=index, state="up")
                     self.raised = True
                     link = ipr.get_links(index)[0]
-            self._carrier = _usable(link)
+            self._carrier = link_usable(link)
         except Exception as exc:  # noqa: BLE001 - handed to the constructor as one error
             self._error = exc if isinstance(exc, OSError) else OSError(
                 f"无法读取接口 {self.iface} / cannot read interface {self.iface}: {exc}")
@@ -164,7 +164,7 @@ class CarrierWatch:
                     if msg.get("index") != index:
                         continue
                     if msg.get("event") == "RTM_NEWLINK":
-                        self._set(_usable(msg))
+                        self._set(link_usable(msg))
                     elif msg.get("event") == "RTM_DELLINK":
                         self._set(False)
         except Exception as exc:  # noqa: BLE001 - the watch ends; waiters see no carrier
@@ -172,6 +172,14 @@ class CarrierWatch:
             self._set(False)
         finally:
             sock.close()
+
+    def lost(self, since: int = 0) -> str | None:
+        """LINK_LOST when the carrier is down now or was lost after ``since`` losses had been counted, else None.
+
+        A run's stop check: ``execute(..., stop=watch.lost)``.
+        """
+        with self._cond:
+            return LINK_LOST if self.losses != since or not self._carrier else None
 
     def wait(self, carrier: bool, timeout: float | None = None, cancel: threading.Event | None = None) -> bool:
         """Block until the carrier is ``carrier``; False on ``timeout`` (seconds) or when ``cancel`` is set."""

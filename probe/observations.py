@@ -120,6 +120,7 @@ class NetbiosSurvey(BaseModel):
 
     queried: int = 0
     rounds: int = 0
+    passes: list[SweepRound] = Field(default_factory=list, description="per pass: asked, newly answered, seconds")
     answers: list[NetbiosAnswer] = Field(default_factory=list)
     errors: list[NetbiosError] = Field(default_factory=list)
     seconds: float = 0.0
@@ -449,7 +450,7 @@ class LogSourceRead(BaseModel):
     username: str | None = None
     ok: bool
     error: Literal["host_key_mismatch", "auth", "refused", "timeout", "unreachable", "protocol",
-                   "credentials_unreadable"] | None = None
+                   "credentials_unreadable", "cancelled"] | None = None
     error_detail: str | None = None
     host_key_seen: str | None = Field(default=None, description="'<type> <base64>' the server showed")
     host_key_pinned: bool = Field(default=False, description="the profile pinned a key and it matched")

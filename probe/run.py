@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +25,13 @@ from probe.checks import CHECKS
 from probe.evaluate import evaluate, findings_document
 from probe.findings import Finding, Status
 from probe.home import HomeError, ProbeHome, ProbeIdentity
-from probe.iface import Interface, InterfaceError, inspect_interface
+from probe.iface import LINK_LOST, Interface, InterfaceError, inspect_interface
 from probe.logdates import LineFormat, LogDateError, load_line_formats
 from probe.net import arp, cameras, netbios, services, snmp, ssh
 from probe.net.dhcp import DhcpHostnameListener, DhcpServerListener, discover as dhcp_discover
 from probe.net.foreign import ask_router_addresses
 from probe.net.forwarding import probe_forwarding
-from probe.net.link import LinkError, RawLink, mac_str
+from probe.net.link import LinkError, LinkLost, RawLink, mac_str
 from probe.observations import (ArpSweep, CameraSurvey, ClockCheck, DhcpDiscovery, ForwardingTest, Interruption,
                                 LogSourceRead, NetbiosSurvey, Observations, ProbeInfo, RunInfo, ServiceScan,
                                 SnmpDevice, VenueIdentification)
@@ -171,44 +173,99 @@ class Progress:
 
 
 StopCheck = Callable[[], str | None]
+MONITOR_INTERVAL = 0.2  # how often a running stage's link is looked at
+LINK_GRACE = 1.5  # seconds a socket error waits for the port's carrier to be reported lost (PHYs poll ~1 s)
 # Stage names in run order; Progress.stage gets them, Interruption.stage and stages_done use them.
 STAGES = ("arp", "netbios", "dhcp", "foreign", "forwarding", "snmp", "services", "cameras", "logs")
 
 
 class StageRunner:
-    """Runs a run's stages in order and stops between them when ``stop`` gives a reason.
+    """Runs a run's stages in order and ends the run early when the café link goes or a stop is asked.
 
-    A stage is never cut short: it runs out its own bounded time (over a dead
-    link the kernel drops what it sends). When ``stop`` answers after a stage,
-    the link went while that stage ran, so its partial result is discarded and
-    it counts as not run; no later stage starts. The capture keeps every frame.
+    Whichever comes first ends it: ``stop`` giving a reason (the carrier
+    watch's netlink event, SIGTERM), the link's own verdict (a send or
+    receive error met a port without carrier, see ``link_down``), or a stage
+    failing with :class:`LinkLost` or with a socket error while the port has
+    no carrier (checked for up to ``grace`` seconds, as a port going down
+    can fail a send before its carrier is reported lost). The stage that was
+    running counts as not run and its partial result is discarded; what the
+    finished stages gathered is kept and the capture keeps every frame. Any
+    other error in a stage is a fault of the probe and is raised.
+
+    While a stage runs, ``cancel`` is set as soon as a reason appears, so a
+    stage that would otherwise wait out long timeouts on a dead link (the SFTP
+    reads) can give up at once; the others are short and run out their time.
     """
 
-    def __init__(self, stop: StopCheck | None, progress: Progress, tz: ZoneInfo) -> None:
+    def __init__(self, stop: StopCheck | None, progress: Progress, tz: ZoneInfo,
+                 link_down: StopCheck | None = None, grace: float = LINK_GRACE) -> None:
         self._stop = stop
+        self._link_down = link_down
+        self._grace = grace
         self._progress = progress
         self._tz = tz
         self.done: list[str] = []
         self.interrupted: Interruption | None = None
+        self.cancel = threading.Event()
 
-    def _check(self, stage: str) -> bool:
+    def _reason(self) -> str | None:
         reason = self._stop() if self._stop is not None else None
-        if not reason:
-            return False
+        if not reason and self._link_down is not None:
+            reason = self._link_down()
+        return reason or None
+
+    def _interrupt(self, stage: str, reason: str) -> None:
         self.interrupted = Interruption(at=datetime.now(self._tz), stage=stage, reason=reason[:400],
                                         stages_done=list(self.done))
-        return True
+
+    def _check(self, stage: str) -> bool:
+        reason = self._reason()
+        if reason:
+            self._interrupt(stage, reason)
+        return bool(reason)
+
+    def _down_after(self, exc: OSError) -> str | None:
+        """Why the link is down, waiting up to ``grace`` for a port that is only going down; None if it stays up."""
+        deadline = time.monotonic() + self._grace
+        while True:
+            if reason := self._reason():
+                return f"{reason} ({type(exc).__name__}: {exc})"
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
     def run(self, stage: str, collect: Callable[[], T]) -> T | None:
         """``collect()``'s result, or None when the run is over or the link went while it ran."""
         if self.interrupted is not None or self._check(stage):
             return None
         self._progress.stage(stage)
-        result = collect()
+        finished = threading.Event()
+        monitor = threading.Thread(target=self._watch, args=(finished,), name=f"stage-{stage}", daemon=True)
+        monitor.start()
+        try:
+            result = collect()
+        except LinkLost as exc:
+            self._interrupt(stage, str(exc))
+            return None
+        except OSError as exc:
+            reason = self._down_after(exc)
+            if reason is None:
+                raise
+            self._interrupt(stage, reason)
+            return None
+        finally:
+            finished.set()
+            monitor.join()
         if self._check(stage):
             return None
         self.done.append(stage)
         return result
+
+    def _watch(self, finished: threading.Event) -> None:
+        while not finished.wait(MONITOR_INTERVAL):
+            if self._reason():
+                self.cancel.set()
+                return
 
 
 def incomplete_reason(interruption: Interruption | None) -> str:
@@ -237,7 +294,8 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None,
     except LinkError as exc:
         raise RunRefused(str(exc)) from None
     network = prep.profile.network
-    stages = StageRunner(stop, progress, prep.tz)
+    stages = StageRunner(stop, progress, prep.tz,
+                         link_down=lambda: link.lost or (None if link.carrier() else LINK_LOST))
     with link:
         passive = arp.PassiveArpListener(link)
         dhcp_names = DhcpHostnameListener(link)
@@ -282,7 +340,8 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None,
         if opts.logs and prep.profile.servers.log_sources:
             # SFTP, read-only, in profile order; each source bounded in time.
             logs = stages.run("logs", lambda: ssh.read_sources(prep.profile.servers.log_sources,
-                                                               formats=prep.log_formats, tz=prep.tz))
+                                                               formats=prep.log_formats, tz=prep.tz,
+                                                               cancel=stages.cancel))
         passive_arp = passive.stop()
         dhcp_seen = dhcp_names.stop()
         dhcp_server_messages = dhcp_servers.stop()

@@ -9,10 +9,9 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from probe.net.arp import _expected_misses, parse_arp, sweep_targets
+from probe.net.arp import parse_arp, sweep_targets
 from probe.net.dhcp import parse_dhcp_hostname
 from probe.net.link import parse_udp
-from probe.observations import SweepRound
 
 
 def test_parse_arp_reply_plain_and_tagged():
@@ -49,17 +48,3 @@ def test_sweep_targets_skip_probe_network_and_broadcast():
     targets = sweep_targets([IPv4Network("198.18.20.0/22")], exclude=[IPv4Address("198.18.23.253")])
     assert len(targets) == 1021
     assert IPv4Address("198.18.20.0") not in targets and IPv4Address("198.18.23.255") not in targets
-
-
-def test_retries_stop_when_loss_says_nobody_is_missing():
-    clean = [SweepRound(round=1, asked=253, answered=250, seconds=0.3),
-             SweepRound(round=2, asked=3, answered=0, seconds=0.05)]
-    assert _expected_misses(clean, 0.05) > 0.001          # two clean rounds are not yet enough
-    clean.append(SweepRound(round=3, asked=3, answered=0, seconds=0.05))
-    clean.append(SweepRound(round=4, asked=3, answered=0, seconds=0.05))
-    clean.append(SweepRound(round=5, asked=3, answered=0, seconds=0.05))
-    assert _expected_misses(clean, 0.05) < 0.001
-    lossy = [SweepRound(round=1, asked=1021, answered=800, seconds=1),
-             SweepRound(round=2, asked=221, answered=160, seconds=0.2),
-             SweepRound(round=3, asked=61, answered=30, seconds=0.1)]
-    assert _expected_misses(lossy, 0.05) > 0.001          # heavy loss keeps it asking

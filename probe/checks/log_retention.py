@@ -171,6 +171,7 @@ _SOURCE_ERRORS = {
     "protocol": ("SSH/SFTP协议错误", "SSH/SFTP protocol error"),
     "credentials_unreadable": ("场所信息中的登录凭据文件无法读取", "the profile's credential file cannot be read"),
     "not_read": ("本次运行未读取该来源", "this run did not read the source"),
+    "cancelled": ("运行中断，读取未完成", "the run was interrupted while the source was read"),
 }
 FOLDER_ERRORS = {  # (zh, en) words for LogFolderRead.error, also used by `cafe-probe logs`
     "missing": ("目录不存在", "folder missing"),

@@ -21,6 +21,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from probe.net.link import Frame, RawLink, mac_str
 from probe.net.oui import vendors
+from probe.net.rounds import expected_misses, reply_window
 from probe.observations import ArpConflict, ArpHost, ArpPacket, ArpSweep, PassiveArp, SweepRound
 
 __all__ = ["ArpFrame", "parse_arp", "sweep", "sweep_targets", "PassiveArpListener", "SweepProgress"]
@@ -111,15 +112,6 @@ class _Replies:
             self.changed.set()
 
 
-def _reply_window(rtts: list[float], floor: float, ceiling: float) -> float:
-    """How long to listen after a pass: a few times the slow end of the answers seen."""
-    if not rtts:
-        return ceiling if floor >= ceiling else max(floor, min(ceiling, 0.25))
-    ordered = sorted(rtts)
-    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-    return min(ceiling, max(floor, 4 * p95))
-
-
 def sweep(
     link: RawLink,
     subnets: Sequence[IPv4Network],
@@ -140,10 +132,8 @@ def sweep(
     ``min_wait`` and ``max_wait`` seconds to the round-trip times seen.
 
     Retries stop early once the live hosts still expected to be missing fall
-    below ``accepted_misses``: with q the share of a pass's requests or
-    replies lost, k passes leave about ``found * q**k`` live hosts unheard.
-    q is measured as the share of hosts that first answered after pass one,
-    and never taken below ``loss_floor`` (loss nobody has seen yet).
+    below ``accepted_misses``, with the loss measured on this run
+    (:mod:`probe.net.rounds`, the rule the NetBIOS survey follows too).
     """
     if rate <= 0 or retries < 0:
         raise ValueError("rate must be > 0 and retries >= 0")
@@ -175,26 +165,16 @@ def sweep(
                 link.send(bytes(template))
                 if progress and (i % 64 == 0 or i == len(pending) - 1):
                     progress(rnd, i + 1, len(pending), len(replies.by_ip))
-            _listen(replies, pending, _reply_window(replies.rtts, min_wait, max_wait))
+            _listen(replies, pending, reply_window(replies.rtts, min_wait, max_wait))
             rounds.append(SweepRound(round=rnd, asked=len(pending), answered=len(replies.by_ip) - found_before,
                                      seconds=round(time.monotonic() - t0, 4)))
             if progress:
                 progress(rnd, len(pending), len(pending), len(replies.by_ip))
-            if rnd >= 2 and _expected_misses(rounds, loss_floor) < accepted_misses:
+            if rnd >= 2 and expected_misses([r.answered for r in rounds], loss_floor) < accepted_misses:
                 break
     finally:
         unsubscribe()
     return _result(replies, subnets, len(targets), rate, rounds, time.monotonic() - start)
-
-
-def _expected_misses(rounds: list[SweepRound], loss_floor: float) -> float:
-    """Live hosts likely still unheard after these passes (see ``sweep``)."""
-    found = sum(r.answered for r in rounds)
-    if found == 0:
-        return 0.0
-    late = found - rounds[0].answered
-    q = min(0.9, max(loss_floor, late / found))
-    return found * q ** len(rounds)
 
 
 def _listen(replies: _Replies, pending: list[int], window: float) -> None:

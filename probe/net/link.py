@@ -8,6 +8,7 @@ slicing (a dissection per frame in Python would not keep up with a sweep).
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import threading
@@ -17,15 +18,37 @@ from pathlib import Path
 
 from scapy.utils import RawPcapWriter
 
-__all__ = ["RawLink", "Frame", "FrameHandler", "mac_str", "LinkError", "Udp", "parse_udp"]
+from pyroute2 import IPRoute
+
+from probe.iface import link_usable
+
+__all__ = ["RawLink", "Frame", "FrameHandler", "mac_str", "LinkError", "LinkLost", "Udp", "parse_udp"]
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 RCVBUF = 8 * 1024 * 1024
+# A full transmit queue (ENOBUFS; a qdisc or driver that drops) or a port briefly reset (ENETDOWN):
+# with the carrier up these pass, so a frame is tried again after a growing pause.
+TRANSIENT_SEND = frozenset({errno.ENOBUFS, errno.ENETDOWN, errno.EAGAIN})
+# The interface itself is gone (a USB adapter pulled out).
+GONE = frozenset({errno.ENODEV, errno.ENXIO})
+SEND_TRIES = 10        # per frame; pauses 1, 2, 4 … 256 ms, about 0.5 s in all before the frame is dropped
+SEND_PAUSE = 0.001
+SEND_PAUSE_MAX = 0.256
+STALL_LIMIT = 10.0     # no frame accepted for this long with the carrier up: the port is as good as lost
 
 
 class LinkError(OSError):
     """The interface could not be opened for raw frames."""
+
+
+class LinkLost(Exception):
+    """The café port lost its carrier, vanished or stopped taking frames while the run used it.
+
+    Deliberately not an OSError: a collector that tolerates a socket error of
+    its own must not swallow the end of the link; the run's stage runner
+    turns it into an interruption (the run is kept, signed and queued).
+    """
 
 
 class Frame:
@@ -90,6 +113,14 @@ class RawLink:
         except OSError:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self._sock.settimeout(0.05)
+        try:
+            # Opened with the raw socket, so both stay in the namespace the link was opened in.
+            self._netlink = IPRoute()
+            self._index = socket.if_nametoindex(iface)
+        except Exception as exc:  # noqa: BLE001 - netlink refusing is one more reason the port cannot be used
+            self._sock.close()
+            raise LinkError(f"无法读取接口 {iface} / cannot read interface {iface}: {exc}") from None
+        self._netlink_lock = threading.Lock()
         self.iface = iface
         self.mac: bytes = self._sock.getsockname()[4][:6]
         self.started = time.monotonic()
@@ -101,6 +132,10 @@ class RawLink:
             self._pcap.write_header(None)  # also a run that saw nothing leaves a readable pcap
         self.sent = 0
         self.received = 0
+        self.send_retries = 0   # sends tried again after a transient error with the carrier up
+        self.send_dropped = 0   # frames given up after SEND_TRIES (the collectors' own retries ask again)
+        self._lost: str | None = None
+        self._failing_since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._receive, name=f"rx-{iface}", daemon=True)
         self._thread.start()
@@ -110,11 +145,52 @@ class RawLink:
         """Seconds since the link opened (the clock of every observation)."""
         return time.monotonic() - self.started
 
-    def send(self, frame: bytes) -> None:
-        """Send one frame and record it."""
-        self._sock.send(frame)
-        self.sent += 1
-        self._record(frame, time.time())
+    @property
+    def lost(self) -> str | None:
+        """Why the link is gone, once a send or receive error met a port without carrier; else None."""
+        return self._lost
+
+    def carrier(self) -> bool:
+        """Whether the interface is up with carrier now, as netlink reports it.
+
+        Netlink's carrier flag changes the moment a cable goes; the ioctl flags
+        (IFF_RUNNING) and the operstate follow only when the kernel's link
+        watch runs, up to a second later, while sends already fail.
+        """
+        with self._netlink_lock:
+            try:
+                msgs = self._netlink.get_links(self._index)
+            except Exception:  # noqa: BLE001 - the interface is gone (ENODEV) or netlink failed: no usable port
+                return False
+        return bool(msgs) and link_usable(msgs[0])
+
+    def send(self, frame: bytes) -> bool:
+        """Send one frame and record it; False when it had to be dropped.
+
+        A transient refusal (ENOBUFS, ENETDOWN, EAGAIN) with the carrier up is
+        tried again after a growing pause, which also paces the caller; after
+        SEND_TRIES the frame is dropped and counted, since every collector asks
+        again for what stays unanswered. An error while the port has no
+        carrier, or on a port that is gone, raises :class:`LinkLost`, as does a
+        port that has taken no frame for STALL_LIMIT seconds.
+        """
+        pause = SEND_PAUSE
+        for attempt in range(SEND_TRIES):
+            try:
+                self._sock.send(frame)
+            except OSError as exc:
+                self._send_failed(exc)
+                if attempt + 1 < SEND_TRIES:
+                    self.send_retries += 1
+                    time.sleep(pause)
+                    pause = min(SEND_PAUSE_MAX, pause * 2)
+                continue
+            self._failing_since = None
+            self.sent += 1
+            self._record(frame, time.time())
+            return True
+        self.send_dropped += 1
+        return False
 
     def subscribe(self, handler: FrameHandler) -> Callable[[], None]:
         """Call ``handler`` for every frame from now on; returns the unsubscribe function."""
@@ -132,6 +208,8 @@ class RawLink:
         self._stop.set()
         self._thread.join(timeout=2)
         self._sock.close()
+        with self._netlink_lock:
+            self._netlink.close()
         if self._pcap is not None:
             with self._lock:
                 self._pcap.close()
@@ -144,6 +222,25 @@ class RawLink:
         self.close()
 
     # -- internals ---------------------------------------------------------
+    def _mark_lost(self, exc: OSError) -> str:
+        if self._lost is None:
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            self._lost = (f"网吧网口 {self.iface} 失去连接（{name}）/ café port {self.iface} lost its link "
+                          f"({name}: {exc.strerror or exc})")
+        return self._lost
+
+    def _send_failed(self, exc: OSError) -> None:
+        """Raise LinkLost when this send error means the port is gone; return to retry a transient one."""
+        if exc.errno in GONE or not self.carrier():
+            raise LinkLost(self._mark_lost(exc)) from exc
+        if exc.errno not in TRANSIENT_SEND:
+            raise exc
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failing_since > STALL_LIMIT:
+            raise LinkLost(self._mark_lost(exc)) from exc
+
     def _record(self, frame: bytes, wall: float) -> None:
         if self._pcap is None:
             return
@@ -159,9 +256,13 @@ class RawLink:
                 data, addr = recv(65535)
             except TimeoutError:
                 continue
-            except OSError:
+            except OSError as exc:
                 if self._stop.is_set():
                     return
+                if not self.carrier():
+                    self._mark_lost(exc)
+                # The error is reported once per event; the pause keeps a flapping port from spinning us.
+                time.sleep(0.05)
                 continue
             self.received += 1
             self._record(data, time.time())

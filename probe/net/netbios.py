@@ -44,7 +44,8 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from probe.net.link import Frame, RawLink, mac_str, parse_udp
-from probe.observations import NetbiosAnswer, NetbiosError, NetbiosName, NetbiosSurvey, machine_name
+from probe.net.rounds import expected_misses, reply_window
+from probe.observations import NetbiosAnswer, NetbiosError, NetbiosName, NetbiosSurvey, SweepRound, machine_name
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -375,6 +376,8 @@ class _Answers:
         self.expected = expected  # address -> transaction id sent to it
         self.answers: dict[int, NetbiosAnswer] = {}
         self.errors: dict[int, str] = {}
+        self.last_sent: dict[int, float] = {}  # address -> link time of the latest query
+        self.rtts: list[float] = []
         self.changed = threading.Event()
 
     def on_frame(self, frame: Frame) -> None:
@@ -391,6 +394,8 @@ class _Answers:
             return
         if status.transaction_id != self.expected[udp.src]:
             return  # a stale or forged answer: keep asking
+        if (sent := self.last_sent.get(udp.src)) is not None:
+            self.rtts.append(max(0.0, frame.time - sent))
         self.answers[udp.src] = NetbiosAnswer(address=IPv4Address(udp.src), mac=mac_str(udp.eth_src),
                                               names=status.names, unit_id=status.unit_id)
         self.errors.pop(udp.src, None)
@@ -428,20 +433,31 @@ def survey(
     probe_ip: IPv4Address,
     *,
     rate: float = 1000.0,
-    retries: int = 2,
-    wait: float = 0.3,
+    retries: int = 8,
+    min_wait: float = 0.1,
+    max_wait: float = 0.5,
+    loss_floor: float = 0.05,
+    accepted_misses: float = 0.001,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> NetbiosSurvey:
     """Ask each (address, MAC) for its name table, paced, re-asking only the silent ones.
 
     Queries are framed straight to the MAC the sweep found, so no ARP is
-    needed and the probe's kernel routing plays no part.
+    needed and the probe's kernel routing plays no part. After each pass the
+    survey listens a reply window learned from the answers so far (between
+    ``min_wait`` and ``max_wait`` seconds), then asks the silent hosts again,
+    until the loss measured on this run says that no host able to answer is
+    still unheard (fewer than ``accepted_misses`` expected, the ARP sweep's
+    rule, :mod:`probe.net.rounds`), at most ``retries`` times. Hosts that
+    never answer (no NetBIOS, a firewall) are asked on every pass.
     """
+    if rate <= 0 or retries < 0:
+        raise ValueError("rate must be > 0 and retries >= 0")
     start = time.monotonic()
     targets = {int(addr): mac for addr, mac in hosts}
     base = secrets.randbelow(0x10000)
     expected = {ip: (base + i) & 0xFFFF for i, ip in enumerate(sorted(targets))}
-    rounds = 0
+    passes: list[SweepRound] = []
     with _reply_port(link.iface) as sport:
         state = _Answers(int(probe_ip), sport, expected)
         unsubscribe = link.subscribe(state.on_frame)
@@ -450,7 +466,7 @@ def survey(
                 pending = [ip for ip in sorted(targets) if ip not in state.answers]
                 if not pending:
                     break
-                rounds = rnd
+                heard_before = len(state.answers)
                 t0 = time.monotonic()
                 for i, ip in enumerate(pending):
                     delay = t0 + i / rate - time.monotonic()
@@ -459,19 +475,24 @@ def survey(
                     frame = (Ether(src=mac_str(link.mac), dst=targets[ip])
                              / IP(src=str(probe_ip), dst=str(IPv4Address(ip)))
                              / UDP(sport=sport, dport=137) / Raw(build_query(expected[ip])))
+                    state.last_sent[ip] = link.now()
                     link.send(bytes(frame))
                     if progress and (i % 32 == 0 or i == len(pending) - 1):
                         progress(rnd, i + 1, len(pending))
-                deadline = time.monotonic() + wait
+                deadline = time.monotonic() + reply_window(state.rtts, min_wait, max_wait)
                 while (left := deadline - time.monotonic()) > 0:
                     if all(ip in state.answers or ip in state.errors for ip in pending):
                         break
                     state.changed.clear()
                     state.changed.wait(min(left, 0.01))
+                passes.append(SweepRound(round=rnd, asked=len(pending), answered=len(state.answers) - heard_before,
+                                         seconds=round(time.monotonic() - t0, 4)))
+                if rnd >= 2 and expected_misses([p.answered for p in passes], loss_floor) < accepted_misses:
+                    break
         finally:
             unsubscribe()
     return NetbiosSurvey(
-        queried=len(targets), rounds=rounds,
+        queried=len(targets), rounds=len(passes), passes=passes,
         answers=[state.answers[ip] for ip in sorted(state.answers)],
         errors=[NetbiosError(address=IPv4Address(ip), error=e) for ip, e in sorted(state.errors.items())],
         seconds=round(time.monotonic() - start, 4))

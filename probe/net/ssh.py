@@ -401,8 +401,22 @@ def _host_key_seen(transport: paramiko.Transport) -> tuple[str, bytes]:
     return key.get_name(), key.asbytes()
 
 
+def _watchdog(transport: paramiko.Transport, deadline: float, cancel: threading.Event | None) -> threading.Event:
+    """Close ``transport`` at ``deadline`` (monotonic) or as soon as ``cancel`` is set; set the result to stand down."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            if time.monotonic() > deadline or (cancel is not None and cancel.is_set()):
+                transport.close()  # every blocked read on it ends with EOFError or OSError
+                return
+
+    threading.Thread(target=watch, name="sftp-watchdog", daemon=True).start()
+    return done
+
+
 def _read(source: LogSource, seen: dict, formats: list[LineFormat], tz: ZoneInfo,
-          connect_timeout: float, deadline: float) -> list[LogFolderRead]:
+          connect_timeout: float, deadline: float, cancel: threading.Event | None = None) -> list[LogFolderRead]:
     """The folders of one source; ``seen`` gets host_key_seen / host_key_pinned as soon as they are known,
     so that a later failure (auth, timeout) still reports them. _SourceFailed for source-level failures."""
     pin = _pin(source.host_key)
@@ -416,9 +430,7 @@ def _read(source: LogSource, seen: dict, formats: list[LineFormat], tz: ZoneInfo
         sock.close()
         raise
     # The watchdog bounds everything from the handshake on, whatever the server does.
-    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()) + _GRACE, transport.close)
-    watchdog.daemon = True
-    watchdog.start()
+    watchdog = _watchdog(transport, deadline + _GRACE, cancel)
     try:
         _handshake(transport, step)
         kind, blob = _host_key_seen(transport)
@@ -450,9 +462,11 @@ def _read(source: LogSource, seen: dict, formats: list[LineFormat], tz: ZoneInfo
         # Typically the watchdog closing the connection, or the server dropping it.
         if time.monotonic() > deadline:
             raise _SourceFailed("timeout", "the source's time limit was reached") from None
+        if cancel is not None and cancel.is_set():
+            raise _SourceFailed("cancelled", "the run was stopped while this source was read") from None
         raise _SourceFailed("protocol", f"connection lost: {_short(exc)}") from None
     finally:
-        watchdog.cancel()
+        watchdog.set()
         transport.close()
 
 
@@ -461,14 +475,17 @@ def _fingerprint(blob: bytes) -> str:
 
 
 def read_source(source: LogSource, *, formats: list[LineFormat], tz: ZoneInfo, connect_timeout: float = 5.0,
-                source_timeout: float = 60.0) -> LogSourceRead:
-    """One log source over SFTP (see the module docstring); never raises for anything the server does."""
+                source_timeout: float = 60.0, cancel: threading.Event | None = None) -> LogSourceRead:
+    """One log source over SFTP (see the module docstring); never raises for anything the server does.
+
+    Setting ``cancel`` (the run is over: its cable was pulled) closes the connection at once.
+    """
     started = time.monotonic()
     seen: dict = {}
     outcome: dict = {"ok": False}
     try:
         outcome = {"ok": True, "folders": _read(source, seen, formats, tz, connect_timeout,
-                                                started + source_timeout)}
+                                                started + source_timeout, cancel)}
     except _SourceFailed as exc:
         outcome = {"ok": False, "error": exc.error, "error_detail": exc.detail}
     except (binascii.Error, ValueError) as exc:  # a pin the profile validator let through; be explicit
@@ -478,14 +495,21 @@ def read_source(source: LogSource, *, formats: list[LineFormat], tz: ZoneInfo, c
 
 
 def read_sources(sources: list[LogSource], *, formats: list[LineFormat], tz: ZoneInfo,
-                 connect_timeout: float = 5.0, source_timeout: float = 60.0) -> list[LogSourceRead]:
+                 connect_timeout: float = 5.0, source_timeout: float = 60.0,
+                 cancel: threading.Event | None = None) -> list[LogSourceRead]:
     """Every log source of the profile in order, each bounded by ``source_timeout`` seconds.
 
     Per source: ok False with error host_key_mismatch (key seen recorded, no
     login attempted), auth, refused, timeout, unreachable, protocol or
     credentials_unreadable; otherwise ok True with one LogFolderRead per
     profile path (a missing folder is that folder's error, not the source's).
-    Secrets are never printed, logged or stored.
+    Secrets are never printed, logged or stored. Once ``cancel`` is set the
+    source being read is closed and no further source is contacted.
     """
-    return [read_source(s, formats=formats, tz=tz, connect_timeout=connect_timeout,
-                        source_timeout=source_timeout) for s in sources]
+    reads = []
+    for source in sources:
+        if cancel is not None and cancel.is_set():
+            break
+        reads.append(read_source(source, formats=formats, tz=tz, connect_timeout=connect_timeout,
+                                 source_timeout=source_timeout, cancel=cancel))
+    return reads
