@@ -100,6 +100,30 @@ def down(lab_id: LabId = "cafe") -> None:
 
 
 @app.command()
+def cable(state: Annotated[str, typer.Argument(help="in 插上 | out 拔出 / plug in or pull out")],
+          lab_id: LabId = "cafe") -> None:
+    """插拔探针网线 / Plug the probe's café cable in or pull it out (its port gains or loses carrier)."""
+    if state not in ("in", "out"):
+        _fail(f"unknown cable state '{state}': in | out")
+    try:
+        Lab.attach(lab_id).set_probe_plugged(state == "in")
+    except LabError as exc:
+        _fail(str(exc))
+    typer.echo("已插上 / plugged in" if state == "in" else "已拔出 / pulled out")
+
+
+@app.command()
+def loss(percent: Annotated[float, typer.Argument(help="交换机随机丢帧百分比 / switch frame loss, percent")],
+         lab_id: LabId = "cafe") -> None:
+    """设置交换机丢帧 / Set the switch's random frame loss of a running lab."""
+    try:
+        Lab.attach(lab_id).set_loss(percent)
+    except LabError as exc:
+        _fail(str(exc))
+    typer.echo(f"丢帧 / loss: {percent:g} %")
+
+
+@app.command()
 def truth(lab_id: LabId = "cafe") -> None:
     """输出真实情况（JSON）/ Print the ground truth of a running lab as JSON."""
     try:
