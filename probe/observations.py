@@ -496,6 +496,15 @@ class Interruption(BaseModel):
     stages_done: list[str] = Field(default_factory=list)
 
 
+class LinkCounts(BaseModel):
+    """What the run's raw link did: frames sent and received, sends tried again, frames given up."""
+
+    sent: int = 0
+    received: int = 0
+    send_retries: int = Field(default=0, description="sends tried again after ENOBUFS/ENETDOWN with the carrier up")
+    send_dropped: int = Field(default=0, description="frames given up after their tries (re-asked by the collector)")
+
+
 class RunInfo(BaseModel):
     """Run metadata: ids, times with their UTC offset, inputs' digests.
 
@@ -518,6 +527,7 @@ class RunInfo(BaseModel):
     interrupted: Interruption | None = None
     clock: ClockCheck | None = None
     task_pack: str | None = Field(default=None, description="id of the staged task pack the run came from")
+    link: LinkCounts = Field(default_factory=LinkCounts)
 
 
 class Observations(BaseModel):

@@ -33,7 +33,7 @@ from probe.net.foreign import ask_router_addresses
 from probe.net.forwarding import probe_forwarding
 from probe.net.link import LinkError, LinkLost, RawLink, mac_str
 from probe.observations import (ArpSweep, CameraSurvey, ClockCheck, DhcpDiscovery, ForwardingTest, Interruption,
-                                LogSourceRead, NetbiosSurvey, Observations, ProbeInfo, RunInfo, ServiceScan,
+                                LinkCounts, LogSourceRead, NetbiosSurvey, Observations, ProbeInfo, RunInfo, ServiceScan,
                                 SnmpDevice, VenueIdentification)
 from probe.outbox import Outbox, OutboxFull
 from probe.profile import ProfileError, VenueProfile, load_profile
@@ -355,7 +355,9 @@ def execute(prep: Prepared, opts: RunOptions, progress: Progress | None = None,
                     probe=ProbeInfo(interface=prep.interface.name, mac=prep.interface.mac,
                                     address=prep.probe_address.ip, prefixlen=prep.probe_address.network.prefixlen),
                     capture_file=pcap.name, complete=stages.interrupted is None, interrupted=stages.interrupted,
-                    clock=opts.clock, task_pack=opts.task_pack),
+                    clock=opts.clock, task_pack=opts.task_pack,
+                    link=LinkCounts(sent=link.sent, received=link.received, send_retries=link.send_retries,
+                                    send_dropped=link.send_dropped)),
         arp=sweep, passive_arp=passive_arp, netbios=survey if survey is not None else NetbiosSurvey(),
         dhcp_hostnames=dhcp_seen, dhcp=dhcp, dhcp_server_messages=dhcp_server_messages, foreign_arp=foreign,
         forwarding=forwarding, snmp=snmp_devices or [], services=scan, cameras=camera_survey, logs=logs,

@@ -223,5 +223,6 @@ def test_cable_pulled_at_a_random_moment_of_a_stage_keeps_a_signed_incomplete_ru
     box = Outbox(home.outbox_path)
     assert {e.report_id for e in box.pending()} == {earlier, payload.report_id}
     assert (opts.out / "capture.pcap").stat().st_size > 24 and (opts.out / "observations.json").exists()
+    assert run.link.sent > 0 and run.link.received > 0  # the link's own counts are in the evidence
     if stopped != "arp":
         assert obs.arp.hosts  # what the finished stages gathered is kept
