@@ -7,13 +7,14 @@ and a fresh temporary profile that Playwright removes on close.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Watched", "chromium_page"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Watched", "chromium_page", "screenshot"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,7 +42,8 @@ def chromium_page(base: str) -> Iterator[Watched]:
             context = browser.new_context(viewport={"width": 1024, "height": 768}, accept_downloads=True,
                                           locale="zh-CN", timezone_id="Asia/Shanghai")
             page = context.new_page()
-            page.set_default_timeout(15_000)
+            # Only catches a hang: a busy CI machine can take seconds for one action (the case-file PDF alone).
+            page.set_default_timeout(60_000)
             watched = Watched(page)
             page.on("request", lambda req: None if req.url.startswith(base) else watched.elsewhere.append(req.url))
             # Console errors other than HTTP statuses (those are in `refused`): a CSP
@@ -53,3 +55,27 @@ def chromium_page(base: str) -> Iterator[Watched]:
             yield watched
         finally:
             browser.close()
+
+
+SHOT_TRIES = 5
+
+
+def screenshot(page: Any, path: Path, *, full_page: bool = False) -> None:
+    """Save a screenshot once the page has painted a frame.
+
+    Right after a navigation on a busy machine, Chromium's compositor may not
+    have a frame yet and the protocol answers "Unable to capture screenshot";
+    that one refusal is asked again a few times, anything else is raised.
+    """
+    from playwright.sync_api import Error
+
+    page.wait_for_load_state("load")
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    for attempt in range(SHOT_TRIES):
+        try:
+            page.screenshot(path=str(path), full_page=full_page)
+            return
+        except Error as exc:
+            if "Unable to capture screenshot" not in str(exc) or attempt + 1 == SHOT_TRIES:
+                raise
+            time.sleep(0.2 * (attempt + 1))

@@ -11,8 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests check behaviour, never speed: no per-example deadline (Hypothesis' default is 200 ms) and
+# no "too slow" health check, either of which a busy CI machine trips. A test's own @settings inherits these
+# for what it does not set.
+settings.register_profile("cafe", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cafe")
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -25,7 +25,7 @@ from probe.report import (EvidenceFile, ProbeRef, ReportPayload, RulesetRef, Tas
 from probe.rules import load_ruleset
 
 __all__ = ["PROFILE", "VENUE_NAME", "Host", "make_observations", "make_payload", "make_probe_key", "make_report",
-           "tamper", "write_run_dir"]
+           "queue_report", "tamper", "write_run_dir"]
 
 VENUE_NAME = "星际网咖"
 PROFILE = """
@@ -107,6 +107,17 @@ def make_report(private_key: Ed25519PrivateKey, **overrides: Any):
     payload = make_payload(private_key, **overrides)
     envelope = sign_report(payload, private_key)
     return envelope, verify_report(envelope, {key_id(private_key.public_key()): private_key.public_key()})
+
+
+def queue_report(home: Any) -> str:
+    """A report of an earlier run signed by ``home``'s (a ProbeHome) own key, waiting in its outbox; its id."""
+    from probe.outbox import Outbox
+
+    ident = home.identity()
+    payload = make_payload(ident.private_key, probe=ProbeRef(id=ident.probe_id, key_id=ident.key_id,
+                                                             tool_version="0.1.0"))
+    Outbox(home.outbox_path).enqueue(payload.report_id, sign_report(payload, ident.private_key))
+    return payload.report_id
 
 
 def tamper(envelope: bytes, field: str, index: int) -> bytes:

@@ -21,10 +21,9 @@ from probe.home import ProbeHome
 from probe.keys import load_public_key, public_line
 from probe.observations import ClockCheck
 from probe.outbox import Outbox
-from probe.report import ProbeRef, sign_report
 from tests.agentkit import make_agent, served_agent, setup_agent
 from tests.conftest import VENV_BIN
-from tests.reportkit import make_payload, make_report
+from tests.reportkit import make_report, queue_report
 
 TZ = ZoneInfo("Asia/Shanghai")
 REASON = "运行在“services”阶段中断 / interrupted during stage 'services': 网吧网线已断开 / café link lost its carrier"
@@ -124,7 +123,8 @@ def test_carrier_watch_reads_the_kernel_state_and_waits_with_a_timeout():
     try:
         assert watch.carrier and watch.wait(True, 0.1) and not watch.raised
         started = time.monotonic()
-        assert watch.wait(False, 0.4) is False and 0.3 < time.monotonic() - started < 2
+        # At least the timeout: it waited for a carrier loss that never came. The upper bound only catches a hang.
+        assert watch.wait(False, 0.4) is False and 0.3 < time.monotonic() - started < 10
         cancel = threading.Event()
         cancel.set()
         assert watch.wait(False, None, cancel) is False
@@ -143,14 +143,14 @@ def test_deliverer_sends_the_outbox_and_keeps_what_it_cannot_send(tmp_path):
     stopping = threading.Event()
     sent: list[str] = []
     box = Outbox(home.outbox_path)
-    first = _queue(home)
+    first = queue_report(home)
     with served_agent(data, tmp_path / "agent.log") as url:
         home.pin_agent(url, public_line(load_public_key(data / "agent.pub")))
         deliverer = Deliverer(home, None, journal, sent.append, stopping)
         deliverer.kick()
         _until(lambda: sent == [first])
     assert [e.report_id for e in box.sent()] == [first] and box.pending() == []
-    second = _queue(home)  # the device has gone: the report stays, tried again with a growing pause
+    second = queue_report(home)  # the device has gone: the report stays, tried again with a growing pause
     deliverer.kick()
     _until(lambda: any(line["event"] == "delivery" and line["detail"]["outcome"] == "unreachable"
                        for line in read_journal(tmp_path / "autorun.log")))
@@ -166,14 +166,6 @@ def test_autorun_refuses_a_hardware_profile_whose_ports_are_absent(tmp_path):
                            "--home", str(tmp_path / "home")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "nosuch0" in proc.stderr and " / " in proc.stderr
     assert not (tmp_path / "home" / "autorun.log").exists()
-
-
-def _queue(home: ProbeHome) -> str:
-    ident = home.identity()
-    payload = make_payload(ident.private_key, probe=ProbeRef(id=ident.probe_id, key_id=ident.key_id,
-                                                             tool_version="0.1.0"))
-    Outbox(home.outbox_path).enqueue(payload.report_id, sign_report(payload, ident.private_key))
-    return payload.report_id
 
 
 def _until(condition, timeout: float = 30) -> None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.agentkit import served_agent, setup_agent
-from tests.browserkit import CHROMIUM, chromium_page
+from tests.browserkit import CHROMIUM, chromium_page, screenshot
 from tests.reportkit import VENUE_NAME, make_probe_key, make_report
 
 TITLE = "互联网上网服务营业场所现场检查记录"
@@ -64,14 +64,14 @@ def test_officer_path_in_chromium(served, tmp_path):
         page.fill('input[name="password"]', OFFICERS["zhangwei"][2])
         page.click('button[type="submit"]')
         assert page.url == f"{base}/ui/reports"
-        page.screenshot(path=str(shots / "reports.png"))
+        screenshot(page, shots / "reports.png")
 
         page.click(f"text={VENUE_NAME}")
         assert page.url == f"{base}/ui/reports/{report_id}"
         # The stylesheet is loaded and applied: a failed finding is drawn red.
         colour = page.eval_on_selector(".finding.fail .status", "e => getComputedStyle(e).color")
         assert colour == "rgb(179, 38, 30)"
-        page.screenshot(path=str(shots / "detail-top.png"))
+        screenshot(page, shots / "detail-top.png")
 
         items = page.eval_on_selector_all('#manual input[type="radio"][value="pass"]', "es => es.map(e => e.name)")
         assert len(items) == 6
@@ -91,7 +91,7 @@ def test_officer_path_in_chromium(served, tmp_path):
         _sign(page, "lina")
         assert "案卷已锁定" in page.inner_text(".flash.ok")
         assert page.is_disabled('#manual button[type="submit"]') and page.is_disabled("#result select")
-        page.screenshot(path=str(shots / "detail-full.png"), full_page=True)
+        screenshot(page, shots / "detail-full.png", full_page=True)
 
         with page.expect_download() as info:
             page.click(f'a[href="/ui/reports/{report_id}/casefile.pdf"]')

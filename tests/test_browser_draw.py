@@ -23,7 +23,7 @@ import pytest
 from agent_api import draw_algorithm as algo
 from lab.registries import write_demo_registries
 from tests.agentkit import served_agent, setup_agent
-from tests.browserkit import CHROMIUM, chromium_page
+from tests.browserkit import CHROMIUM, chromium_page, screenshot
 
 OFFICERS = {"zhangwei": ("张伟", "350100123", "zhang-pass-1"), "chief": ("赵局长", "350199001", "chief-pass-99")}
 TASK = "FZ-MW-2026-01"
@@ -80,7 +80,7 @@ def test_draw_ceremony_in_chromium(served, tmp_path):
         assert "导入完成" in _import(page, "venues", demo.venues)
         summary = page.inner_text("#summary")
         assert re.search(r"新增\s*Added\s*62", summary) and demo.mismatch_code in summary
-        page.screenshot(path=str(shots / "registry-import.png"), full_page=True)
+        screenshot(page, shots / "registry-import.png", full_page=True)
         assert "导入完成" in _import(page, "inspectors", demo.inspectors)
         assert "共 9 条" in page.inner_text("main")
         assert "导入完成" in _import(page, "conflicts", demo.conflicts)
@@ -89,7 +89,7 @@ def test_draw_ceremony_in_chromium(served, tmp_path):
         page.fill('#confirm input[name="note"]', "已核对营业执照原件，代码以执照为准")
         page.click('#confirm button[type="submit"]')
         assert "信用代码已确认" in _ok(page) and "已人工确认" in page.inner_text("main")
-        page.screenshot(path=str(shots / "venue.png"), full_page=True)
+        screenshot(page, shots / "venue.png", full_page=True)
 
         # A plan, then a draw prepared from its first round.
         page.click('header nav a[href="/ui/plans"]')
@@ -97,7 +97,7 @@ def test_draw_ceremony_in_chromium(served, tmp_path):
         page.fill('#new input[name="year"]', "2026")
         page.click('#new button[type="submit"]')
         assert _path(page) == "/ui/plans/FZ-MW-2026" and "抽查计划已创建" in _ok(page)
-        page.screenshot(path=str(shots / "plan.png"), full_page=True)
+        screenshot(page, shots / "plan.png", full_page=True)
         page.click('#schedule a.button >> nth=0')
         assert page.input_value('#prepare input[name="round_no"]') == "1"
         page.fill('#prepare input[name="task_number"]', TASK)
@@ -109,7 +109,7 @@ def test_draw_ceremony_in_chromium(served, tmp_path):
         commitment = page.inner_text("dl.announce dd.big >> nth=0")
         assert re.fullmatch(r"[0-9a-f]{64}", commitment.replace("\n", "").replace(" ", ""))
         assert page.eval_on_selector("button.big", "e => e.getBoundingClientRect().height") >= 44
-        page.screenshot(path=str(shots / "draw-prepared.png"), full_page=True)
+        screenshot(page, shots / "draw-prepared.png", full_page=True)
 
         for n, (name, digits) in enumerate(WITNESSES, 1):
             page.fill(f'input[name="witness_name_{n}"]', name)
@@ -118,7 +118,7 @@ def test_draw_ceremony_in_chromium(served, tmp_path):
         assert "抽取完成" in _ok(page)
         drawn = page.eval_on_selector_all("table.picks tbody tr td:nth-child(2)", "es => es.map(e => e.innerText)")
         assert len(drawn) == 4  # 5% of 60 open venues is 3, plus 1 of the 6 blacklisted
-        page.screenshot(path=str(shots / "draw-drawn.png"), full_page=True)
+        screenshot(page, shots / "draw-drawn.png", full_page=True)
         page.click('#publish button[type="submit"]')
         assert "已公布" in _ok(page)
 
@@ -128,7 +128,7 @@ def test_draw_ceremony_in_chromium(served, tmp_path):
         shown = page.eval_on_selector_all("table.picks tbody tr td:nth-child(2)", "es => es.map(e => e.innerText)")
         assert shown == drawn and "见证甲" in page.inner_text("#inputs")
         assert commitment == page.inner_text("dl.announce dd.big >> nth=0")
-        page.screenshot(path=str(shots / "public-draw.png"), full_page=True)
+        screenshot(page, shots / "public-draw.png", full_page=True)
         with page.expect_download() as info:
             page.click('#verify a[href$="/bundle.json"]')
         bundle_name = info.value.suggested_filename

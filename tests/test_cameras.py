@@ -220,7 +220,9 @@ def test_billion_laughs_refused_in_bounded_memory():
             parse(BOMB)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        assert peak < 1_000_000 and time.monotonic() - t0 < 0.5
+        # The memory peak shows nothing was expanded; an expansion would also run for minutes, so the
+        # time bound only catches that, not a slow machine.
+        assert peak < 1_000_000 and time.monotonic() - t0 < 10
 
 
 def test_quadratic_blowup_refused():

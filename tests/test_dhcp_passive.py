@@ -5,6 +5,7 @@ The lab test runs a real dnsmasq in namespaces of its own and always removes the
 
 from __future__ import annotations
 
+import threading
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -177,8 +178,11 @@ def dhcp_lab(tmp_path: Path):
             "--dhcp-range=198.18.81.100,198.18.81.150,255.255.255.0,1h", "--dhcp-option=option:router,198.18.81.1",
             f"--dhcp-leasefile={tmp_path / 'leases'}", f"--pid-file={tmp_path / 'dnsmasq.pid'}",
             f"--log-facility={tmp_path / 'dnsmasq.log'}", "--log-dhcp"], "dnsmasq", tmp_path / "dnsmasq.out")
-        time.sleep(0.3)
-        assert proc.poll() is None, (tmp_path / "dnsmasq.out").read_text()
+        # Asked before it listens, the test's one DISCOVER would be lost; the deadline only catches a hang.
+        deadline = time.monotonic() + 30
+        while "DHCP, sockets bound" not in _text(tmp_path / "dnsmasq.log"):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "dnsmasq.out").read_text()
+            time.sleep(0.05)
         yield {"client": client, "probe": probe, "server_mac": netns.run_in(
             server, ["cat", "/sys/class/net/eth0/address"]).strip(), "leases": tmp_path / "leases"}
     finally:
@@ -186,6 +190,15 @@ def dhcp_lab(tmp_path: Path):
             netns.stop(record)
         netns.ip_batch((f"netns del {n}" for n in names if netns.netns_exists(n)), force=True)
         assert not any(netns.netns_exists(n) for n in names)
+
+
+def _is_nak(frame: Frame) -> bool:
+    msg = None if frame.outgoing else parse_server_message(frame.data, frame.time)
+    return msg is not None and msg.message_type == 6
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def _request(mac: str, xid: int, address: str) -> bytes:
@@ -205,10 +218,13 @@ def test_hears_a_real_server_answer_another_client(dhcp_lab):
         client_link = RawLink("eth0")
     try:
         listener = DhcpServerListener(probe_link)
+        nak = threading.Event()
+        unsubscribe = probe_link.subscribe(lambda f: nak.set() if _is_nak(f) else None)
         client_mac = mac_str(client_link.mac)
         discovery = discover(client_link, client_mac, window=1.5, tries=1, xid=0x0BADCAFE)
         client_link.send(_request(client_mac, 0x0BADCAFF, "198.18.9.9"))
-        time.sleep(0.5)
+        assert nak.wait(10), "no NAK heard"  # it comes at once; the timeout only catches a hang
+        unsubscribe()
         heard = listener.stop()
         probe_sent = probe_link.sent
     finally:

@@ -180,4 +180,6 @@ def test_real_stacks_answer_for_their_own_address_only(foreign_lab):
     asked_count = Counter((str(IPv4Address(r.target_ip)), str(IPv4Address(r.sender_ip))) for r in requests)
     assert asked_count == {(a, s): n for a, n in (("192.0.2.1", 1), ("192.0.2.254", 1), ("192.0.2.77", 3))
                            for s in ("0.0.0.0", str(PROBE_IP))}
-    assert result.seconds < 2.0
+    # 192.0.2.77 never answers, so each of the three passes waited its whole window: the lower bound is
+    # behaviour. The upper one only catches a hang.
+    assert 3 * 0.3 <= result.seconds < 15

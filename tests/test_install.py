@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -140,10 +139,9 @@ def test_setup_sh_refuses_bad_arguments_before_installing_anything() -> None:
                            (["probe", "pi3"], "usage: bash setup.sh probe HARDWARE"),
                            (["probe", "../../etc/passwd"], "usage: bash setup.sh probe HARDWARE"),
                            (["deploy"], "unknown action 'deploy'")]:
-        started = time.monotonic()
+        # The timeout only catches a hang: the empty stdout is what shows nothing was installed.
         done = subprocess.run(["bash", str(REPO / "setup.sh"), *args], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
         assert done.stdout == ""  # no "== apt-get …", no "== pip …": nothing was installed
-        assert time.monotonic() - started < 5
     script = (REPO / "setup.sh").read_text()
     assert 'cafe-probe install --hardware "$hw"' in script

@@ -22,13 +22,13 @@ import pytest
 from lab.build import running
 from probe.keys import load_public_key
 from probe.outbox import Outbox
-from probe.report import ProbeRef, sign_report, verify_receipt, verify_report
+from probe.report import verify_receipt, verify_report
 from tests.agentkit import served_agent, stop_process
 from tests.autorunkit import (DEVICE, PORT, Journal, add_pack, lab_hardware, led_state, messy_gateway_mac, patterns,
                               stage_venues, start_autorun, venue_profiles, with_gateway_mac)
 from tests.conftest import new_lab_id
 from tests.packkit import lab_profile
-from tests.reportkit import make_payload
+from tests.reportkit import queue_report
 
 pytestmark = pytest.mark.lab
 
@@ -176,7 +176,7 @@ def test_autorun_pulled_mid_run_keeps_an_incomplete_run_and_loses_nothing(tmp_pa
         profiles = [with_gateway_mac(small, truth["lan"]["router"]["mac"], tmp_path / "small"),
                     *venue_profiles(tmp_path / "venues", messy_gateway_mac())[1:]]
         probe = stage_venues(tmp_path, profiles, data)
-        earlier = _queue_earlier_report(probe.home)
+        earlier = queue_report(probe.home)
         hardware, _ = lab_hardware(tmp_path)
         lab.set_officer_link(True)
         with served_agent(data, tmp_path / "agent.log", port=PORT, wrap=lab.device_exec_argv, host=DEVICE):
@@ -217,15 +217,6 @@ def test_autorun_pulled_mid_run_keeps_an_incomplete_run_and_loses_nothing(tmp_pa
     assert payload["task_pack"] == probe.pack_id
 
 
-def _queue_earlier_report(home) -> str:
-    """A signed report of an earlier run, still waiting in the outbox; its id."""
-    ident = home.identity()
-    payload = make_payload(ident.private_key, probe=ProbeRef(id=ident.probe_id, key_id=ident.key_id,
-                                                             tool_version="0.1.0"))
-    Outbox(home.outbox_path).enqueue(payload.report_id, sign_report(payload, ident.private_key))
-    return payload.report_id
-
-
 def test_autorun_runs_once_per_plug_and_sigterm_ends_a_run_as_incomplete(tmp_path):
     with running("small", new_lab_id("as"), probe_plugged=False, probe_addressed=False, officer_link=True) as lab:
         truth = lab.truth()
@@ -238,7 +229,7 @@ def test_autorun_runs_once_per_plug_and_sigterm_ends_a_run_as_incomplete(tmp_pat
             journal.wait("waiting", 30)
             lab.set_probe_plugged(True)
             journal.wait("no_match", 30)
-            journal.wait("await_unplug", 10)
+            journal.wait("await_unplug", 60)
             # … the technician stages this café's pack; still plugged in, the probe does not try again.
             small, _ = lab_profile(tmp_path / "src", "small")
             add_pack(tmp_path / "pack2", probe, [with_gateway_mac(small, truth["lan"]["router"]["mac"],
@@ -246,7 +237,7 @@ def test_autorun_runs_once_per_plug_and_sigterm_ends_a_run_as_incomplete(tmp_pat
             time.sleep(2)
             assert [line["event"] for line in journal.lines()].count("link_up") == 1
             lab.set_probe_plugged(False)
-            journal.wait("unplugged", 10)
+            journal.wait("unplugged", 60)
             lab.set_probe_plugged(True)  # plugged again: a new run
             journal.wait("identified", 30)
             journal.wait("stage", 30, where=lambda line: line["detail"]["stage"] == "arp")

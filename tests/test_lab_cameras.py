@@ -146,7 +146,8 @@ def test_every_camera_found_the_right_ways(camera_lab):
     assert [(c.rtsp_status, c.rtsp_server) for c in (onv, hik, dah)] == [
         (200, "LIVE555 Streaming Media v2018.08.28"), (200, "Hikvision-Webs"), (200, "Rtsp Server/3.0")]
     assert result.problems == [] and result.rtsp_checked == 4 and result.probes_sent == 8
-    assert 1.2 <= result.seconds < 3.0
+    # Both discovery rounds waited their window; the upper bound only catches a hang.
+    assert 1.2 <= result.seconds < 15
 
     captured = rdpcap(str(pcap))
     sent = _sent_by_probe(pcap, probe_mac)
@@ -168,7 +169,9 @@ def test_250_hosts_most_of_them_firewalled(camera_lab):
     result, probe_mac = _run(camera_lab, hosts, pcap)  # the defaults: 2 × 2 s, RTSP 1.5 s, 32 at once
     assert sorted(str(c.address) for c in result.cameras) == ["198.18.95.10", "198.18.95.11", "198.18.95.12"]
     assert result.rtsp_checked == 250 and result.problems == []
-    # 246 silent hosts hold a slot for the whole timeout each: ceil(246 / 32) waves of 1.5 s
+    # 246 silent hosts hold a slot for the whole timeout each: ceil(246 / 32) waves of 1.5 s at least, so
+    # never more than 32 at once. The waves are waits, which a busy machine barely lengthens; twice them
+    # is still far below the checks one after another (246 × 1.5 s).
     waves = math.ceil(246 / 32) * 1.5
-    assert waves - 0.5 < result.seconds < waves + 2.0, result.seconds
+    assert waves - 0.5 < result.seconds < 2 * waves, result.seconds
     _assert_stayed_on_the_lan(_sent_by_probe(pcap, probe_mac))

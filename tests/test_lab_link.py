@@ -22,10 +22,10 @@ from probe.net import arp, netbios
 from probe.net.link import LinkLost, RawLink
 from probe.outbox import Outbox
 from probe.profile import load_profile
-from probe.report import REPORT_FILE, ProbeRef, sign_report, verify_report
+from probe.report import REPORT_FILE, verify_report
 from probe.run import STAGES, Progress, RunOptions, StageRunner, execute, prepare
 from tests.conftest import new_lab_id
-from tests.reportkit import make_payload
+from tests.reportkit import queue_report
 
 pytestmark = pytest.mark.lab
 
@@ -151,14 +151,6 @@ def _wait_usable(lab: Lab, iface: str) -> None:
             time.sleep(0.05)
 
 
-def _earlier_report(home: ProbeHome) -> str:
-    ident = home.identity()
-    payload = make_payload(ident.private_key, probe=ProbeRef(id=ident.probe_id, key_id=ident.key_id,
-                                                             tool_version="0.1.0"))
-    Outbox(home.outbox_path).enqueue(payload.report_id, sign_report(payload, ident.private_key))
-    return payload.report_id
-
-
 # The logs stage needs the café with log servers; every other stage runs in the small café.
 CASES = [("small", s) for s in STAGES if s != "logs"] + [("logs", "logs")]
 # Slow stages that precede a later target add nothing to what is tested: they run when they are the target.
@@ -173,7 +165,7 @@ def test_cable_pulled_at_a_random_moment_of_a_stage_keeps_a_signed_incomplete_ru
     _wait_usable(lab, iface)
     home = ProbeHome(tmp_path / "home")
     home.keygen("probe-pull")
-    earlier = _earlier_report(home)
+    earlier = queue_report(home)
     order = STAGES[:STAGES.index(stage)]
     skip = {s for s in SLOW if s in order}
     opts = RunOptions(profile=Path(truth["profile"]), iface=iface, out=tmp_path / "run", home=home.root,

@@ -58,14 +58,14 @@ facts = []
 for s in load_profile(sys.argv[1]).servers.log_sources:
     row = {"address": str(s.address), "username": s.username}
     try:
-        sock = socket.create_connection((str(s.address), s.port), timeout=5)
+        sock = socket.create_connection((str(s.address), s.port), timeout=30)  # timeouts only catch a hang
     except OSError as exc:
         row["connect"] = type(exc).__name__
         facts.append(row)
         continue
     t = paramiko.Transport(sock)
     try:
-        t.start_client(timeout=10)
+        t.start_client(timeout=30)
         key = t.get_remote_server_key()
         row["banner"] = t.remote_version
         row["host_key"] = f"{key.get_name()} {key.get_base64()}"

@@ -152,7 +152,8 @@ def test_billing_servers_answer_their_banners_and_the_stopped_audit_port_is_clos
             assert result["state"] == "open", server
             assert signatures[server["product"]].matches(bytes.fromhex(result["data"])), (server, result)
         else:
-            assert result["state"] == "closed" and result["ms"] < 500, (server, result)  # a reset, at once
+            # "closed" is a reset before the prober's connect timeout; a dropped SYN would be "filtered".
+            assert result["state"] == "closed", (server, result)
 
 
 def test_a_running_audit_server_answers_its_status_and_rejects_other_lines(tmp_path):
@@ -201,13 +202,17 @@ def test_cameras_answer_rtsp_and_their_vendors_discovery(lab, truth, signatures)
 def test_the_stats_file_reports_the_most_connections_open_at_once(lab, truth):
     alpha = next(b for b in truth["billing"] if b["product"] == "labbill-alpha")
     terminal = next(t for t in truth["terminals"] if t["power"] == "on" and t["realname"])
-    lab.service_stats(reset=True)
-    time.sleep(0.1)  # the reset is a signal: let the daemon take it before the burst
+    # The reset is a signal: the burst must come after the daemon took it. It restarts its counts before it
+    # writes them, so the next counts read show it taken. The deadlines only catch a hung daemon.
+    lab.service_stats(reset=True, timeout=30)
+    deadline = time.monotonic() + 30
+    while lab.service_stats(timeout=30)["max_open"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     burst = [tcp(alpha["address"], alpha["port"], hold=1.0)] * 12
     burst += [tcp(terminal["address"], truth["realname"]["port"], hold=1.0)] * 5
     assert all(r["state"] == "open" for r in probe_all(lab, burst))
-    deadline = time.monotonic() + 3
-    while (stats := lab.service_stats())["open_now"] and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while (stats := lab.service_stats(timeout=30))["open_now"] and time.monotonic() < deadline:
         time.sleep(0.1)
     by_listener = {(item["address"], item["port"]): item for item in stats["listeners"]}
     assert by_listener[(alpha["address"], alpha["port"])]["max_open"] == 12

@@ -23,7 +23,7 @@ def services(tmp_path_factory):
     out = tmp_path_factory.mktemp("services")
     with running("services", new_lab_id("sv")) as lab:
         run = run_probe(lab, out)
-        run["stats"] = lab.service_stats()
+        run["stats"] = lab.service_stats(timeout=30)  # the timeout only catches a hung daemon
         yield run
 
 

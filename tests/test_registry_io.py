@@ -88,7 +88,8 @@ def get_venue_count(db) -> int:
     return db.execute(select(func.count()).select_from(Venue)).scalar_one()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(junk=st.binary(max_size=2000), cells=st.lists(st.lists(st.text(max_size=30), max_size=12), max_size=5))
 def test_random_bytes_and_random_cells_are_refused_cleanly(db, junk, cells):
     for data in (junk, b"PK\x03\x04" + junk, csv_bytes([VENUE_HEADER, *cells])):

@@ -288,7 +288,9 @@ def test_missing_led_fails(ready):
 
 def test_clock_set_off_fails(ready):
     clock = items(run_selftest(ready.home, ready.hardware, now=lambda: time.time() + 120))["clock"]
-    assert not clock.ok and clock.detail["device_offset"] == pytest.approx(-120, abs=1)
+    # Off by at most half the round trip (both clocks are this machine's), however slow the round trip was.
+    assert not clock.ok and clock.detail["device_offset"] == pytest.approx(-120, abs=clock.detail["device_rtt"] / 2
+                                                                           + 0.001)
     assert "超过容差 2 s" in clock.reason and "tolerance 2 s" in clock.reason
 
 
@@ -365,10 +367,11 @@ def test_lab_unplugged_cafe_port_fails_then_plugged_passes(tmp_path):
             assert "café port eth0: no carrier" in got["interfaces"]["reason"]
             assert "off0" not in got["interfaces"]["reason"]
             # The clock was measured against the pinned device, over the officer link.
-            assert got["clock"]["detail"]["device_url"] == device and abs(got["clock"]["detail"]["device_offset"]) < 1
+            clock = got["clock"]["detail"]
+            assert clock["device_url"] == device and abs(clock["device_offset"]) <= clock["device_rtt"] / 2 + 0.001
 
             lab.set_probe_plugged(True)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 60  # only catches a hang: the carrier comes at once on a veth
             while True:
                 code, got = cli_json(lab.exec_argv([]), ready)
                 if code == 0 or time.monotonic() > deadline:

@@ -33,6 +33,7 @@ from probe.net.services import (
     match_answer,
     scan,
 )
+from probe.net import services
 from probe.observations import SignatureMatch
 from probe.rules import load_ruleset
 from probe.signatures import MAX_ANSWER, Signature, signatures_sha256
@@ -276,7 +277,19 @@ def test_socket_cap_holds_and_the_count_is_honest():
     assert sockets.peak == 5 and sockets.open == 0
 
 
-def _read_from(writer_script, timeout: float, limit: int = MAX_ANSWER) -> tuple[bytes, float]:
+def _unread(sock: socket.socket) -> int:
+    """Bytes waiting in ``sock`` that nobody has read yet (it must be non-blocking)."""
+    count = 0
+    try:
+        while chunk := sock.recv(65536):
+            count += len(chunk)
+    except BlockingIOError:
+        pass
+    return count
+
+
+def _read_from(writer_script, timeout: float, limit: int = MAX_ANSWER) -> tuple[bytes, float, int]:
+    """What ``_read`` got from a writer thread, the seconds it took, and the bytes it left in the socket."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     stop = threading.Event()
@@ -285,7 +298,7 @@ def _read_from(writer_script, timeout: float, limit: int = MAX_ANSWER) -> tuple[
     try:
         start = time.monotonic()
         data = asyncio.run(_read(ours, limit, timeout))
-        return data, time.monotonic() - start
+        return data, time.monotonic() - start, _unread(ours)
     finally:
         stop.set()
         worker.join()
@@ -293,35 +306,48 @@ def _read_from(writer_script, timeout: float, limit: int = MAX_ANSWER) -> tuple[
         theirs.close()
 
 
-def test_slow_drip_cannot_outlast_the_read_deadline():
+# Each test below tells which of the read's ends stopped it (the deadline, a quiet gap, the byte cap, the
+# peer's close) by making the others far away, so a busy machine cannot blur them: its bounds are either
+# lower bounds or far below the end it must not have waited for.
+
+
+def test_slow_drip_cannot_outlast_the_read_deadline(monkeypatch):
     def drip(sock: socket.socket, stop: threading.Event) -> None:
         while not stop.wait(0.02):
             sock.send(b".")
 
-    data, took = _read_from(drip, 0.4)
-    assert 0.35 <= took <= 0.55 and 5 <= len(data) <= 25
+    # No gap between drips can end the read, however late the dripper runs: only the deadline can. Without
+    # it, the read would go on to MAX_ANSWER bytes, over a minute at 50 bytes a second.
+    monkeypatch.setattr(services, "QUIET", 30.0)
+    data, took, _ = _read_from(drip, 0.4)
+    assert 0.35 <= took < 10 and set(data) == {ord(".")}
+    assert len(data) <= took / 0.02 + 2  # one byte per 20 ms at most, however long the read took
 
 
 def test_one_burst_ends_the_read_after_a_quiet_gap():
     def burst(sock: socket.socket, stop: threading.Event) -> None:
         sock.send(b"220 ready\r\n")
-        stop.wait(5)
+        stop.wait(60)
 
-    data, took = _read_from(burst, 3.0)
-    assert data == b"220 ready\r\n" and QUIET - 0.02 <= took <= QUIET + 0.2
+    data, took, _ = _read_from(burst, 30.0)
+    # At least the quiet gap after the burst, and long before the 30 s deadline.
+    assert data == b"220 ready\r\n" and QUIET - 0.02 <= took < 10
 
 
-def test_read_stops_at_the_byte_cap_and_at_the_peers_close():
+def test_read_stops_at_the_byte_cap_and_at_the_peers_close(monkeypatch):
+    monkeypatch.setattr(services, "QUIET", 30.0)
+
     def flood(sock: socket.socket, stop: threading.Event) -> None:
         sock.sendall(b"F" * 8192)
-        stop.wait(5)
+        stop.wait(60)
 
-    data, took = _read_from(flood, 3.0, limit=1000)
-    assert data == b"F" * 1000 and took < 1.0
+    data, took, unread = _read_from(flood, 60.0, limit=1000)
+    # Stopped at the cap: what lies past it is still in the socket, and no quiet gap or deadline was waited.
+    assert data == b"F" * 1000 and unread == 8192 - 1000 and took < 10
 
     def close_at_once(sock: socket.socket, stop: threading.Event) -> None:
         sock.send(b"bye")
         sock.shutdown(socket.SHUT_WR)
 
-    data, took = _read_from(close_at_once, 3.0)
-    assert data == b"bye" and took < QUIET + 0.2
+    data, took, _ = _read_from(close_at_once, 60.0)
+    assert data == b"bye" and took < 10  # the close ended it, not the 30 s quiet gap

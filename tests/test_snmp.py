@@ -50,6 +50,7 @@ CLIENT = "198.18.61.250"
 V3_USER = "cafeprobe"
 SYS_NAME = "lab-router"
 TIMEOUT, RETRIES = 0.4, 1
+PYSNMP_DEFAULT_BUDGET = 1.0 * (5 + 1)  # UdpTransportTarget's own timeout × (retries + 1)
 SYS_LOCATION = (1, 3, 6, 1, 2, 1, 1, 6, 0)
 
 
@@ -217,15 +218,17 @@ def test_wrong_community_is_a_bounded_timeout(run):
     assert not device.ok and device.error == "timeout"
     assert "no answer (wrong community, ACL, or agent down)" in device.error_detail
     budget = TIMEOUT * (RETRIES + 1)
-    # our timeout × tries, not pysnmp's default 1 s × 6
-    assert budget * 0.9 <= device.seconds <= budget + 0.6, device.seconds
+    # our timeout × tries, not pysnmp's default 1 s × 6: at least our budget (it waited every try), and
+    # far below pysnmp's, with room for a busy machine in between.
+    assert budget * 0.9 <= device.seconds < PYSNMP_DEFAULT_BUDGET / 2, device.seconds
     assert device.interfaces == [] and device.routes == [] and device.sys_name is None
 
 
 def test_wrong_v3_password_is_auth(run):
     device = run["devices"][3]
+    # "auth" comes only from the agent's report (usmStatsWrongDigests), never from a timeout, which would
+    # say "timeout": that is what shows the agent said so at once, on a machine of any speed.
     assert not device.ok and device.error == "auth" and device.version == "3"
-    assert device.seconds < TIMEOUT  # the agent says so at once (usmStatsWrongDigests)
 
 
 def test_an_address_without_agent_times_out(run):
@@ -247,8 +250,10 @@ def test_two_targets_with_one_community_both_read(run):
 
 def test_one_device_per_target_in_order_and_all_at_once(run):
     assert [d.address for d in run["devices"]] == [t.address for t in run["targets"]]
-    # the targets ran side by side: the run took about one timeout budget, not the sum of them
-    assert run["seconds"] < 2 * TIMEOUT * (RETRIES + 1) + 1.0, run["seconds"]
+    # the targets ran side by side: one after another, the run would take at least the sum of their own
+    # times (two of them a whole timeout budget each), however fast or slow the machine
+    assert run["seconds"] < sum(d.seconds for d in run["devices"]), (run["seconds"],
+                                                                     [d.seconds for d in run["devices"]])
 
 
 def test_no_secret_in_any_device(run, agent):

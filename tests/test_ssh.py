@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import stat
 import time
@@ -45,6 +46,10 @@ pytestmark = pytest.mark.lab
 SERVER = IPv4Address("198.18.67.1")
 CLIENT = "198.18.67.250"
 SILENT_PORT = 2200
+# Only a hang takes this long; how fast the reads are is bench/logs.py's figure.
+HUNG = 60.0
+# Long enough that "at once" (a refusal) and "at the timeout" are told apart on a busy machine.
+CONNECT_TIMEOUT = 3.0
 TZ = ZoneInfo("Asia/Shanghai")
 BIG_FILES = 20_000
 D = date.fromisoformat
@@ -197,6 +202,16 @@ def _read(server, formats, sources, **kw) -> tuple[list[LogSourceRead], float]:
     return reads, time.monotonic() - started
 
 
+def _log_until(server, offset: int, pattern: str) -> str:
+    """The sshd log after ``offset`` once ``pattern`` (a regex) is in it; the deadline only catches sshd never
+    writing it."""
+    deadline = time.monotonic() + 30
+    while not re.search(pattern, text := log_since(server["state"], offset)):
+        assert time.monotonic() < deadline, f"sshd never logged {pattern!r}: {text}"
+        time.sleep(0.05)
+    return text
+
+
 def _ranges(*pairs: str) -> list[DayRange]:
     out = []
     for pair in pairs:
@@ -227,7 +242,7 @@ def test_password_source_with_pinned_key(full):
     assert read.ok and read.error is None, read.error_detail
     assert read.host_key_pinned and read.host_key_seen
     assert read.address == SERVER and read.port == 22 and len(read.folders) == len(PATHS)
-    assert seconds < 10
+    assert seconds < HUNG
 
 
 def test_dated_names_exact_ranges(full):
@@ -283,12 +298,12 @@ def test_pinned_key_mismatch_sends_no_credentials(server, formats):
     (read,), seconds = _read(server, formats, [_source(server, pin="other", paths=PATHS[:1])])
     assert not read.ok and read.error == "host_key_mismatch" and not read.host_key_pinned
     assert read.host_key_seen == server["host_pin"] and read.folders == []
-    time.sleep(0.3)  # let sshd write the connection's end
-    text = log_since(server["state"], offset)
+    # The connection's end is the last thing sshd logs of it: nothing of a login can come after.
+    text = _log_until(server, offset, rf"Connection (reset|closed) by {re.escape(CLIENT)} port")
     assert f"Connection from {CLIENT}" in text
     for trace in ("Accepted", "Failed", "Invalid user", "userauth", "Postponed"):
         assert trace not in text, text
-    assert seconds < 5
+    assert seconds < HUNG
 
 
 def test_wrong_password(server, formats):
@@ -296,8 +311,7 @@ def test_wrong_password(server, formats):
     offset = log.stat().st_size
     (read,), _ = _read(server, formats, [_source(server, secret="wrong", paths=PATHS[:1])])
     assert not read.ok and read.error == "auth" and read.host_key_pinned and read.folders == []
-    time.sleep(0.3)
-    assert f"Failed password for {server['users'].password_user}" in log_since(server["state"], offset)
+    _log_until(server, offset, re.escape(f"Failed password for {server['users'].password_user}"))
     assert "not-the-password" not in (read.error_detail or "")
 
 
@@ -311,11 +325,15 @@ def test_connection_failures_are_bounded(server, formats):
     sources = [_source(server, port=2222, paths=PATHS[:1]),
                _source(server, address="192.0.2.9", paths=PATHS[:1]),
                _source(server, port=SILENT_PORT, paths=PATHS[:1])]
-    reads, seconds = _read(server, formats, sources, connect_timeout=1.0)
+    reads, seconds = _read(server, formats, sources, connect_timeout=CONNECT_TIMEOUT)
+    # Which way each one ended is the error; the times say a refusal and an unreachable address did not
+    # wait for the connect timeout, and the silent port (it accepts, never greets) waited for that timeout
+    # and not for the source's whole time limit (60 s).
     assert [r.error for r in reads] == ["refused", "unreachable", "timeout"]
     assert all(not r.ok and r.host_key_seen is None for r in reads)
-    assert reads[0].seconds < 0.5 and reads[1].seconds < 0.5 and 0.9 < reads[2].seconds < 3
-    assert seconds < 4
+    assert reads[0].seconds < CONNECT_TIMEOUT / 2 and reads[1].seconds < CONNECT_TIMEOUT / 2
+    assert 0.9 * CONNECT_TIMEOUT < reads[2].seconds < CONNECT_TIMEOUT + 10
+    assert seconds < HUNG
 
 
 def test_unreadable_credentials_stop_before_connecting(server, formats):
@@ -334,8 +352,8 @@ def test_source_time_limit(server, formats):
     (read,), seconds = _read(server, formats, [_source(server, paths=[{"path": "/logs/big"}])],
                              source_timeout=0.5)
     folder = read.folders[0]
-    assert folder.error == "timeout" and not folder.ok
-    assert seconds < 3
+    assert folder.error == "timeout" and not folder.ok  # the limit, not the end of the listing, stopped it
+    assert seconds < HUNG
 
 
 def test_twenty_thousand_files(server, formats, record_property):
@@ -353,7 +371,7 @@ def test_twenty_thousand_files(server, formats, record_property):
     record_property("seconds", round(seconds, 2))
     record_property("python_peak_mib", round(peak / 2**20, 1))
     print(f"20,000 files listed and judged over SFTP: {seconds:.2f} s, Python peak {peak / 2**20:.1f} MiB")
-    assert seconds < 5
+    assert seconds < HUNG  # the 5 s target is tracked by bench/logs.py
 
 
 def test_tree_unchanged(server, formats):
