@@ -8,38 +8,26 @@ like the standalone agent_api/draw_algorithm.py: 0 verified, 1 not, 2 unreadable
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-# Made before importing agent_api.cli: that module imports this one (and agent_api.cli_plans, which takes
-# _date from here) at its end, so whichever is imported first, these exist when the others ask for them.
-draw_app = typer.Typer(no_args_is_help=True, help="双随机抽取 / the draw: prepare, witness input, publish, "
-                                                  "replace, verify.")
-
-
-def _date(text: str, option: str) -> date:
-    """A YYYY-MM-DD option's date; a wrong one is one line on stderr and exit status 1."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise _fail(f"{option} 须为日期 YYYY-MM-DD / must be a date YYYY-MM-DD: {text!r}") from None
-
-
-from agent_api import draw_algorithm as algo  # noqa: E402
-from agent_api.audit import CLI  # noqa: E402
-from agent_api.auth import authenticate  # noqa: E402
-from agent_api.cli import DataOpt, DbOpt, _fail, _read_password, _session  # noqa: E402
-from agent_api.dept_tables import CHECK_TYPE_WORDS, Draw  # noqa: E402
-from agent_api.draws import (announcement, bundle_bytes, enter_draw, get_draw, prepare_draw,  # noqa: E402
+from agent_api import draw_algorithm as algo
+from agent_api.audit import CLI
+from agent_api.auth import authenticate
+from agent_api.cli_common import DataOpt, DbOpt, fail, read_password, open_session, parse_date
+from agent_api.dept_tables import CHECK_TYPE_WORDS, Draw
+from agent_api.draws import (announcement, bundle_bytes, enter_draw, get_draw, prepare_draw,
                              publish_draw, replace_pick, team, witness_inputs)
-from agent_api.plans import get_plan  # noqa: E402
-from probe.keys import KeyFileError  # noqa: E402
-from probe.report import write_atomic  # noqa: E402
+from agent_api.plans import get_plan
+from probe.keys import KeyFileError
+from probe.report import write_atomic
 
 __all__ = ["draw_app"]
+
+draw_app = typer.Typer(no_args_is_help=True, help="双随机抽取 / the draw: prepare, witness input, publish, "
+                                                  "replace, verify.")
 
 TaskArg = Annotated[str, typer.Argument(help="任务编号 / task number")]
 
@@ -48,7 +36,7 @@ def _witness(text: str) -> tuple[str, str]:
     """``姓名:digits`` (a full-width colon also works: it is what a Chinese keyboard types)."""
     name, colon, digits = text.replace("：", ":").rpartition(":")
     if not colon:
-        raise _fail(f"--witness 须为“姓名:数字” / --witness must be NAME:DIGITS: {text!r}")
+        raise fail(f"--witness 须为“姓名:数字” / --witness must be NAME:DIGITS: {text!r}")
     return name, digits
 
 
@@ -96,8 +84,8 @@ def prepare(plan: Annotated[str, typer.Option("--plan", help="计划编号 / pla
                                                                                "the plan's)")] = None,
             data: DataOpt = None, db: DbOpt = None) -> None:
     """准备抽取：冻结名录快照、承诺密钥、公布公告 / Prepare: freeze the snapshot, commit to the secret, announce."""
-    check_start, check_end = _date(start, "--start"), _date(end, "--end")
-    with _session(data, db) as session:
+    check_start, check_end = parse_date(start, "--start"), parse_date(end, "--end")
+    with open_session(data, db) as session:
         draw = prepare_draw(session, get_plan(session, plan).id, round_no, task, name, check_start, check_end, CLI,
                             beacon_name=beacon_name, check_type=check_type, authority=authority)
         _show(draw)
@@ -112,7 +100,7 @@ def enter(task: TaskArg,
           data: DataOpt = None, db: DbOpt = None) -> None:
     """现场抽取：录入见证人骰子数字 / Draw: enter the witnesses' dice digits (≥ 20 in all); prints the picks."""
     witnesses = [_witness(w) for w in witness]
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         draw = enter_draw(session, get_draw(session, task).id, witnesses, beacon_value, CLI)
         _show(draw)
 
@@ -120,7 +108,7 @@ def enter(task: TaskArg,
 @draw_app.command("publish")
 def publish(task: TaskArg, data: DataOpt = None, db: DbOpt = None) -> None:
     """公布：揭示密钥并生成可复核的抽取包 / Publish: reveal the secret and make the verifiable bundle."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         draw = publish_draw(session, get_draw(session, task).id, CLI)
         typer.echo(f"已公布 / published: {draw.task_number}  ({len(draw.bundle or '')} bytes)")
 
@@ -139,14 +127,14 @@ def replace(task: TaskArg,
             data: DataOpt = None, db: DbOpt = None) -> None:
     """经批准替换抽中场所或检查人员 / Replace a pick (or one inspector) with approval: the next ticket of its stream."""
     try:
-        password = (_read_password(password_file) if password_file is not None
+        password = (read_password(password_file) if password_file is not None
                     else typer.prompt("批准人密码 / approver's password", hide_input=True))
     except KeyFileError as exc:
-        raise _fail(str(exc)) from None
-    with _session(data, db) as session:
+        raise fail(str(exc)) from None
+    with open_session(data, db) as session:
         officer = authenticate(session, approver, password)
         if officer is None:
-            raise _fail("批准人登录名或密码错误 / wrong approver login name or password")
+            raise fail("批准人登录名或密码错误 / wrong approver login name or password")
         draw = replace_pick(session, get_draw(session, task).id, venue_code=venue, inspector_badge=inspector,
                             approver=officer, reason=reason, actor=CLI)
         _show(draw)
@@ -155,7 +143,7 @@ def replace(task: TaskArg,
 @draw_app.command("show")
 def show(task: TaskArg, data: DataOpt = None, db: DbOpt = None) -> None:
     """显示公告及抽取结果 / Show the announcement and, once drawn, the picks."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         _show(get_draw(session, task))
 
 
@@ -163,7 +151,7 @@ def show(task: TaskArg, data: DataOpt = None, db: DbOpt = None) -> None:
 def bundle(task: TaskArg, out: Annotated[Path, typer.Option("--out", help="输出文件 / output file")],
            data: DataOpt = None, db: DbOpt = None) -> None:
     """导出已公布的抽取包 / Write the published bundle to a file."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         content = bundle_bytes(get_draw(session, task))
     write_atomic(out, content)
     typer.echo(f"已导出 / written: {out} ({len(content)} bytes)")

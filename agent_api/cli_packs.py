@@ -14,24 +14,22 @@ from typing import Annotated
 
 import typer
 
-# Made before importing agent_api.cli: that module imports this one at its end to register these apps,
-# so whichever of the two is imported first, the apps exist when the other asks for them.
+from agent_api import ApiError
+from agent_api.audit import CLI
+from agent_api.cli_common import DataOpt, DbOpt, fail, opened
+from agent_api.packs import department_key, exported_packs, export_pack
+from agent_api.settings import Settings
+from agent_api.venue_profiles import (StoredProfile, add_profile, get_profile, list_profiles,
+                                      registry_warnings, remove_profile)
+from probe.keys import KeyFileError, key_id, public_line
+from probe.report import write_atomic
+
+__all__ = ["profile_app", "pack_app"]
+
 profile_app = typer.Typer(no_args_is_help=True, help="场所档案库 / the stored venue profiles task packs are made "
                                                      "from (add, list, show, remove).")
 pack_app = typer.Typer(no_args_is_help=True, help="任务包 / task packs for pre-staged probes (department key, "
                                                   "export, list).")
-
-from agent_api import ApiError  # noqa: E402
-from agent_api.audit import CLI  # noqa: E402
-from agent_api.cli import DataOpt, DbOpt, _fail, _opened  # noqa: E402
-from agent_api.packs import department_key, exported_packs, export_pack  # noqa: E402
-from agent_api.settings import Settings  # noqa: E402
-from agent_api.venue_profiles import (StoredProfile, add_profile, get_profile, list_profiles,  # noqa: E402
-                                      registry_warnings, remove_profile)
-from probe.keys import KeyFileError, key_id, public_line  # noqa: E402
-from probe.report import write_atomic  # noqa: E402
-
-__all__ = ["profile_app", "pack_app"]
 
 VenueArg = Annotated[str, typer.Argument(help="场所编号（档案的 venue.id）/ venue id (the profile's venue.id)")]
 
@@ -53,7 +51,7 @@ def profile_add(path: Annotated[Path, typer.Argument(help="场所档案 YAML / t
                 = False,
                 data: DataOpt = None, db: DbOpt = None) -> None:
     """校验并存入场所档案及其密钥文件 / Check a venue profile and store a private copy with its secret files."""
-    with _opened(data, db) as agent, agent.sessions() as session:
+    with opened(data, db) as agent, agent.sessions() as session:
         added = add_profile(session, agent.settings, path, actor=CLI, replace=replace)
     typer.echo(("已替换 / replaced" if added.replaced_sha256 else "已存入 / stored") + f": {added.stored.venue_id}")
     _describe(added.stored)
@@ -66,7 +64,7 @@ def profile_add(path: Annotated[Path, typer.Argument(help="场所档案 YAML / t
 @profile_app.command("list")
 def profile_list(data: DataOpt = None, db: DbOpt = None) -> None:
     """列出已存档案 / List the stored venue profiles (and whether the registry links to each)."""
-    with _opened(data, db) as agent, agent.sessions() as session:
+    with opened(data, db) as agent, agent.sessions() as session:
         ids = list_profiles(agent.settings)
         if not ids:
             typer.echo("没有已存档案 / no stored profiles")
@@ -84,7 +82,7 @@ def profile_list(data: DataOpt = None, db: DbOpt = None) -> None:
 @profile_app.command("show")
 def profile_show(venue_id: VenueArg, data: DataOpt = None, db: DbOpt = None) -> None:
     """显示一个已存档案（不显示密钥内容）/ Show one stored profile (secret files by name only)."""
-    with _opened(data, db) as agent, agent.sessions() as session:
+    with opened(data, db) as agent, agent.sessions() as session:
         stored = get_profile(agent.settings, venue_id)
         _describe(stored)
         for line in list(stored.profile.warnings) + registry_warnings(session, stored.profile):
@@ -94,7 +92,7 @@ def profile_show(venue_id: VenueArg, data: DataOpt = None, db: DbOpt = None) -> 
 @profile_app.command("remove")
 def profile_remove(venue_id: VenueArg, data: DataOpt = None, db: DbOpt = None) -> None:
     """删除已存档案及其密钥文件（记入审计日志）/ Remove a stored profile and its secret files (audited)."""
-    with _opened(data, db) as agent, agent.sessions() as session:
+    with opened(data, db) as agent, agent.sessions() as session:
         digest = remove_profile(session, agent.settings, venue_id, actor=CLI)
     typer.echo(f"已删除 / removed: {venue_id} (SHA-256 {digest})")
 
@@ -107,7 +105,7 @@ def pack_key(data: DataOpt = None, db: DbOpt = None) -> None:
     try:
         pub = department_key(Settings.from_env(data, db)).public_key()
     except (KeyFileError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(public_line(pub))
     typer.echo(key_id(pub))
 
@@ -119,7 +117,7 @@ def _moment(text: str | None, option: str, settings: Settings) -> datetime | Non
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise _fail(f"{option} 须为 ISO 8601 时间 / must be an ISO 8601 time: {text!r}") from None
+        raise fail(f"{option} 须为 ISO 8601 时间 / must be an ISO 8601 time: {text!r}") from None
     return moment if moment.utcoffset() is not None else moment.replace(tzinfo=settings.zone)
 
 
@@ -130,7 +128,7 @@ def _key_text(value: str | None) -> str | None:
     try:
         return Path(value).read_text(encoding="ascii")[:4096]
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"无法读取检查设备公钥 / cannot read the inspector device key {value}: {exc}") from None
+        raise fail(f"无法读取检查设备公钥 / cannot read the inspector device key {value}: {exc}") from None
 
 
 @pack_app.command("export")
@@ -153,9 +151,9 @@ def pack_export(task: Annotated[str, typer.Option("--task", help="任务编号 /
                 data: DataOpt = None, db: DbOpt = None) -> None:
     """为一台探针导出任务包 / Export one probe's task pack for a drawn round (signed, secrets sealed to the probe)."""
     if not out.parent.is_dir():
-        raise _fail(f"输出目录不存在 / no such directory: {out.parent}")
+        raise fail(f"输出目录不存在 / no such directory: {out.parent}")
     key_text = _key_text(agent_key)
-    with _opened(data, db) as agent, agent.sessions() as session:
+    with opened(data, db) as agent, agent.sessions() as session:
         settings = agent.settings
         pack = export_pack(session, agent, task=task, probe_id=probe, badges=badge, agent_url=agent_url,
                            agent_public_key=key_text, not_before=_moment(not_before, "--not-before", settings),
@@ -175,7 +173,7 @@ def pack_export(task: Annotated[str, typer.Option("--task", help="任务编号 /
 @pack_app.command("list")
 def pack_list(data: DataOpt = None, db: DbOpt = None) -> None:
     """列出已导出的任务包（取自审计日志）/ List the exported packs, from the audit log."""
-    with _opened(data, db) as agent, agent.sessions() as session:
+    with opened(data, db) as agent, agent.sessions() as session:
         packs = exported_packs(session)
     if not packs:
         typer.echo("尚未导出任务包 / no pack exported yet")

@@ -13,31 +13,28 @@ from typing import Annotated
 
 import typer
 
-# Made before importing agent_api.cli: that module imports this one at its end to register these apps,
-# so whichever of the two is imported first, the apps exist when the other asks for them.
+from agent_api.audit import CLI, now
+from agent_api.cli_common import DataOpt, DbOpt, fail, open_session, parse_date
+from agent_api.disclosure import EXPORT_FORMATS, export_disclosure
+from agent_api.draws import get_draw
+from agent_api.plans import (REDUCTION_WORDS, ROUND_STATUSES, create_plan, get_plan, list_plans,
+                             plan_summary, reduce_round, round_schedule)
+from agent_api.results import (DEADLINE_STATUSES, change_result, deadline_items, find_pick,
+                               publish_results, record_result)
+from probe.report import write_atomic
+
+__all__ = ["plan_app", "result_app", "disclosure_app"]
+
 plan_app = typer.Typer(no_args_is_help=True, help="抽查计划 / spot-check plans and their rounds.")
 result_app = typer.Typer(no_args_is_help=True, help="检查结果 / results of drawn venues and their deadlines.")
 disclosure_app = typer.Typer(no_args_is_help=True, help="结果公示 / public disclosure of published results.")
-
-from agent_api.audit import CLI, now  # noqa: E402
-from agent_api.cli import DataOpt, DbOpt, _fail, _session  # noqa: E402
-from agent_api.cli_draw import _date  # noqa: E402  (the same YYYY-MM-DD option parsing as the draw commands)
-from agent_api.disclosure import EXPORT_FORMATS, export_disclosure  # noqa: E402
-from agent_api.draws import get_draw  # noqa: E402
-from agent_api.plans import (REDUCTION_WORDS, ROUND_STATUSES, create_plan, get_plan, list_plans,  # noqa: E402
-                             plan_summary, reduce_round, round_schedule)
-from agent_api.results import (DEADLINE_STATUSES, change_result, deadline_items, find_pick,  # noqa: E402
-                               publish_results, record_result)
-from probe.report import write_atomic  # noqa: E402
-
-__all__ = ["plan_app", "result_app", "disclosure_app"]
 
 TodayOpt = Annotated[str | None, typer.Option("--today", help="按该日期显示 / show as of this day (YYYY-MM-DD; "
                                                               "default: today)")]
 
 
 def _today(session, text: str | None) -> date:
-    return _date(text, "--today") if text else now(session).date()
+    return parse_date(text, "--today") if text else now(session).date()
 
 
 @plan_app.command("create")
@@ -58,7 +55,7 @@ def plan_create(jurisdiction: Annotated[str, typer.Argument(help="辖区代码 /
                                                               help="检查实施机关 / authority")] = None,
                 data: DataOpt = None, db: DbOpt = None) -> None:
     """制定年度抽查计划 / Create a jurisdiction's plan for a year (defaults from rules/department/plans.yaml)."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         plan = create_plan(session, jurisdiction, year, CLI, plan_number=number, name=name, authority=authority,
                            period=per, rounds=rounds, ratio=ratio, blacklist_ratio=blacklist_ratio,
                            inspectors_per_venue=inspectors, min_pool=min_pool)
@@ -71,7 +68,7 @@ def plan_create(jurisdiction: Annotated[str, typer.Argument(help="辖区代码 /
 def plan_list(year: Annotated[int | None, typer.Option("--year", help="年度 / year")] = None,
               today: TodayOpt = None, data: DataOpt = None, db: DbOpt = None) -> None:
     """列出抽查计划 / List plans with their rounds done, missing and overdue."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         day = _today(session, today)
         for plan in list_plans(session, year):
             s = plan_summary(plan, day)
@@ -83,7 +80,7 @@ def plan_list(year: Annotated[int | None, typer.Option("--year", help="年度 / 
 def plan_show(plan_number: Annotated[str, typer.Argument(help="计划编号 / plan number")],
               today: TodayOpt = None, data: DataOpt = None, db: DbOpt = None) -> None:
     """显示计划各轮次及状态 / Show a plan's rounds: window, due date and status."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         day = _today(session, today)
         plan = get_plan(session, plan_number)
         typer.echo(f"{plan.plan_number}  {plan.name}  ({plan.authority}; {day.isoformat()})")
@@ -102,7 +99,7 @@ def plan_reduce(plan_number: Annotated[str, typer.Argument(help="计划编号 / 
                 reason: Annotated[str, typer.Option("--reason", help="核减原因 / reason")],
                 data: DataOpt = None, db: DbOpt = None) -> None:
     """核减轮次 / Waive a round (joint or cross-department check, suspension), with the reason."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         plan = get_plan(session, plan_number)
         reduce_round(session, plan.id, round_no, kind, reason, CLI)
         typer.echo(f"已核减 / waived: {plan.plan_number} 第 {round_no} 轮 / round {round_no} ({kind})")
@@ -117,8 +114,8 @@ def result_record(task: Annotated[str, typer.Argument(help="任务编号 / task 
                   report: Annotated[str | None, typer.Option("--report", help="报告编号 / report id")] = None,
                   data: DataOpt = None, db: DbOpt = None) -> None:
     """录入检查结果 / Record the result of a drawn venue (again, until published)."""
-    on = _date(completed, "--completed")
-    with _session(data, db) as session:
+    on = parse_date(completed, "--completed")
+    with open_session(data, db) as session:
         pick = find_pick(session, task, credit_code)
         result = record_result(session, pick.id, result_type, on, remark, CLI, report_id=report)
         estimate = "（估算 / estimate: no confirmed holiday schedule）" if result.deadline_estimated else ""
@@ -130,7 +127,7 @@ def result_record(task: Annotated[str, typer.Argument(help="任务编号 / task 
 def result_publish(task: Annotated[str, typer.Argument(help="任务编号 / task number")],
                    data: DataOpt = None, db: DbOpt = None) -> None:
     """公示任务的检查结果 / Publish a task's recorded results (credit history, blacklist)."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         published = publish_results(session, get_draw(session, task).id, CLI)
         typer.echo(f"已公示 / published: {task}, {len(published)} 条结果 / results")
 
@@ -142,10 +139,10 @@ def result_change(task: Annotated[str, typer.Argument(help="任务编号 / task 
                   reason: Annotated[str, typer.Option("--reason", help="修改原因 / reason")],
                   data: DataOpt = None, db: DbOpt = None) -> None:
     """修改已公示的结果 / Change a published result (only as results.yaml allows), with the reason."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         pick = find_pick(session, task, credit_code)
         if pick.result is None:
-            raise _fail(f"{task} {credit_code}: 尚无结果 / no result recorded")
+            raise fail(f"{task} {credit_code}: 尚无结果 / no result recorded")
         result = change_result(session, pick.result.id, to, reason, CLI)
         typer.echo(f"已修改 / changed: {task} {credit_code} -> {result.result_type}")
 
@@ -153,7 +150,7 @@ def result_change(task: Annotated[str, typer.Argument(help="任务编号 / task 
 @result_app.command("deadlines")
 def result_deadlines(today: TodayOpt = None, data: DataOpt = None, db: DbOpt = None) -> None:
     """公示期限 / Result deadlines of drawn venues, overdue and due soon first."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         day = _today(session, today)
         typer.echo("状态 status\t期限 due\t剩余工作日 left\t任务 task\t信用代码 code\t场所 venue")
         for item in deadline_items(session, day):
@@ -171,8 +168,8 @@ def disclosure_export(fmt: Annotated[str, typer.Option("--format", help="csv | x
                       data: DataOpt = None, db: DbOpt = None) -> None:
     """导出公示数据 / Export the published results with the credit publicity system's fields."""
     if fmt not in EXPORT_FORMATS:
-        raise _fail(f"--format 须为 / must be one of {', '.join(EXPORT_FORMATS)}")
-    with _session(data, db) as session:
+        raise fail(f"--format 须为 / must be one of {', '.join(EXPORT_FORMATS)}")
+    with open_session(data, db) as session:
         content = export_disclosure(session, fmt, year=year, jurisdiction=jurisdiction)
         write_atomic(out, content)
         typer.echo(f"已导出 / written: {out} ({len(content)} bytes)")

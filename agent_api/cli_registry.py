@@ -15,7 +15,7 @@ import typer
 
 from agent_api import registry
 from agent_api.audit import CLI, now
-from agent_api.cli import DataOpt, DbOpt, _fail, _session
+from agent_api.cli_common import DataOpt, DbOpt, fail, open_session
 from agent_api.registry_io import read_upload
 from probe.report import write_atomic
 
@@ -62,14 +62,14 @@ def import_(which: Annotated[Which, typer.Argument(help="venues | inspectors | c
     try:
         content = read_upload(file)
     except OSError as exc:
-        raise _fail(f"无法读取 / cannot read {file}: {exc}") from None
-    with _session(data, db) as session:
+        raise fail(f"无法读取 / cannot read {file}: {exc}") from None
+    with open_session(data, db) as session:
         try:
             summary = IMPORTERS[which](session, content, file.name, CLI)
         except registry.ImportRefused as refused:
             for problem in refused.problems:
                 typer.echo(str(problem), err=True)
-            raise _fail(refused.message) from None
+            raise fail(refused.message) from None
     typer.echo(f"已导入 / imported {file.name}: 新增 / added {summary.added}, 更新 / updated {summary.updated}, "
                f"未变 / unchanged {summary.unchanged}")
     for code in summary.flagged:
@@ -83,7 +83,7 @@ def export(which: Annotated[Which, typer.Argument(help="venues | inspectors | co
            out: Annotated[Path, typer.Option("--out", help="输出文件 / output file")],
            jurisdiction: JurisdictionOpt = None, data: DataOpt = None, db: DbOpt = None) -> None:
     """导出名录（中文表头，可再导入）/ Export a registry (Chinese headers; re-imports unchanged)."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         content = EXPORTERS[which](session, fmt.value, jurisdiction)
     write_atomic(out, content)
     typer.echo(f"已导出 / written: {out} ({len(content)} bytes)")
@@ -93,7 +93,7 @@ def export(which: Annotated[Which, typer.Argument(help="venues | inspectors | co
 def confirm_code(code: CodeArg, note: Annotated[str, typer.Option("--note", help="核对说明 / how it was checked")],
                  data: DataOpt = None, db: DbOpt = None) -> None:
     """确认校验码不符的统一社会信用代码 / Confirm a credit code whose check character does not match."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         venue = registry.confirm_credit_code(session, code, CLI, note)
         typer.echo(f"已确认 / confirmed: {venue.credit_code} ({venue.name})")
 
@@ -104,7 +104,7 @@ def _on(text: str | None, session_today: date) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise _fail(f"日期应为 YYYY-MM-DD / date must be YYYY-MM-DD: {text}") from None
+        raise fail(f"日期应为 YYYY-MM-DD / date must be YYYY-MM-DD: {text}") from None
 
 
 @registry_app.command()
@@ -112,7 +112,7 @@ def blacklist(code: CodeArg, reason: ReasonOpt,
               on: Annotated[str | None, typer.Option("--on", help="列入日期 / date (YYYY-MM-DD, default today)")] = None,
               data: DataOpt = None, db: DbOpt = None) -> None:
     """列入黑名单 / Put a venue on the blacklist (credit history and audit log record it)."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         venue = registry.get_venue(session, code)
         if venue.blacklisted:
             typer.echo(f"已在黑名单中 / already blacklisted: {venue.credit_code} ({venue.blacklist_reason})")
@@ -124,7 +124,7 @@ def blacklist(code: CodeArg, reason: ReasonOpt,
 @registry_app.command()
 def unblacklist(code: CodeArg, reason: ReasonOpt, data: DataOpt = None, db: DbOpt = None) -> None:
     """移出黑名单 / Take a venue off the blacklist, with the reason."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         venue = registry.get_venue(session, code)
         if not venue.blacklisted:
             typer.echo(f"不在黑名单中 / not blacklisted: {venue.credit_code}")
@@ -137,7 +137,7 @@ def unblacklist(code: CodeArg, reason: ReasonOpt, data: DataOpt = None, db: DbOp
 def list_(which: Annotated[Listed, typer.Argument(help="venues | inspectors")],
           jurisdiction: JurisdictionOpt = None, data: DataOpt = None, db: DbOpt = None) -> None:
     """列出名录（制表符分隔）/ List a registry, tab-separated."""
-    with _session(data, db) as session:
+    with open_session(data, db) as session:
         if which is Listed.venues:
             for v in registry.list_venues(session, jurisdiction, limit=None):
                 marks = []

@@ -19,10 +19,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from fastapi import Request
-from sqlalchemy import (CheckConstraint, Engine, ForeignKey, Index, LargeBinary, MetaData, String, Text,
-                        UniqueConstraint, create_engine, event)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import (CheckConstraint, Engine, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint,
+                        create_engine, event)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, sessionmaker
+
+# The department's tables join Base.metadata here, so that the whole schema is there wherever it is migrated.
+from agent_api import dept_tables  # noqa: F401  (imported for its tables)
+from agent_api.orm import Base, IsoDateTime
 
 __all__ = ["Base", "Officer", "WebSession", "Probe", "Report", "ManualItem", "Signoff", "AuditEntry",
            "IsoDateTime", "MANUAL_STATUSES", "make_engine", "make_sessions", "migrate", "alembic_config", "get_db"]
@@ -33,40 +36,6 @@ BUSY_SECONDS = 15.0
 
 # What officers may record for a manual item (a finding's "manual" status means "not yet recorded").
 MANUAL_STATUSES = ("pass", "fail", "not_applicable")
-
-# Deterministic constraint names, so that the migration can name what it creates
-# and a later migration can drop it on any dialect.
-NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class IsoDateTime(TypeDecorator[datetime]):
-    """An aware datetime stored as ISO 8601 text with its UTC offset; naive datetimes are refused."""
-
-    impl = String(40)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> str | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime: every stored time carries its UTC offset")
-        return value.isoformat()
-
-    def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value)
-
-
-class Base(DeclarativeBase):
-    """Declarative base with the naming convention."""
-
-    metadata = MetaData(naming_convention=NAMING)
-
 
 class Officer(Base):
     """A local officer account (argon2id password hash; the password itself is never stored)."""
@@ -271,10 +240,3 @@ def get_db(request: Request) -> Iterator[Session]:
     """FastAPI dependency: one session per request, closed (uncommitted work rolled back) afterwards."""
     with request.app.state.sessions() as db:
         yield db
-
-
-# The department side's tables live in their own module; importing it here puts
-# them on Base.metadata wherever the schema is compared or migrated.
-from agent_api import dept_tables  # noqa: E402
-
-del dept_tables

@@ -23,7 +23,7 @@ from datetime import date, datetime
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from agent_api.db import Base, IsoDateTime
+from agent_api.orm import Base, IsoDateTime
 
 __all__ = ["Venue", "Inspector", "Conflict", "Plan", "PlanReduction", "Draw", "DrawVenue", "Result",
            "ResultChange", "CreditEvent", "VENUE_STATUSES", "INSPECTOR_KINDS", "SEXES", "CODE_CHECKS",

@@ -407,7 +407,7 @@ class Autorun:
 
     def _inspect(self, cafe: CarrierWatch, losses: int, chosen: Any, link: Any, run_dir: Path,
                  t0: float, identification: VenueIdentification) -> CycleResult:
-        from hardware.clock import check_clock
+        from probe.clock import check_clock
         from probe.net.address import AddressClaimError, claim_address, reserved_addresses
         from probe.profile import ProfileError, load_profile
         from probe.taskpack import write_venue

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from probe import __version__
 from probe.display import print_findings
-from probe.home import HomeError, ProbeHome, default_home
+from probe.home import HomeError, ProbeHome
 from probe.iface import CarrierWatch
 from probe.keys import KeyFileError, load_public_key, public_line
 from probe.outbox import Outbox
@@ -24,26 +24,7 @@ from probe.observations import Observations
 from probe.profile import ProfileError, load_profile
 from probe.rules import RulesError, load_ruleset
 from probe.run import DEFAULT_TZ, Progress as RunProgress, RunOptions, RunRefused, execute, prepare
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="网吧现场检查探针 / Internet-café inspection probe. 先读 README / see README.md.")
-out = Console()
-if not out.is_terminal:  # logs and pipes: wide enough that Chinese summaries are not cut
-    out = Console(width=120)
-err = Console(stderr=True)
-if not err.is_terminal:
-    err = Console(stderr=True, width=120)
-
-EXIT_REFUSED = 2
-HomeOption = Annotated[Optional[Path], typer.Option(
-    "--home", envvar="CAFE_PROBE_HOME",
-    help="探针目录：密钥、检查设备、发件箱（默认 /var/lib/cafe-probe）/ probe home: keys, pinned device, outbox")]
-
-
-def _refuse(message: str) -> None:
-    err.print(f"cafe-probe: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_REFUSED)
-
+from probe.cli_common import EXIT_REFUSED, HomeOption, app, err, open_home, out, refuse
 
 @app.command()
 def run(
@@ -76,20 +57,20 @@ def run(
     """完整检查：扫描、判定、签名、入发件箱 / Full run: sweep, judge, sign; writes findings.json, observations.json,
     capture.pcap and report.dsse.json, and queues the report in the outbox."""
     if not 1 <= rate <= 20000:
-        _refuse("--rate 须在 1–20000 之间 / --rate must be within 1–20000")
+        refuse("--rate 须在 1–20000 之间 / --rate must be within 1–20000")
     if not 0 <= retries <= 20:
-        _refuse("--retries 须在 0–20 之间 / --retries must be within 0–20")
+        refuse("--retries 须在 0–20 之间 / --retries must be within 0–20")
     opts = RunOptions(profile=profile, iface=iface, out=out_dir, allow_large=allow_large, rate=rate,
                       retries=retries, names=not no_names, dhcp=not no_dhcp, forwarding=not no_forwarding,
                       snmp=not no_snmp, services=not no_services, cameras=not no_cameras, logs=not no_logs,
                       timezone=timezone,
-                      home=_home(home).root, task_id=task, inspectors=inspector or [])
+                      home=open_home(home).root, task_id=task, inspectors=inspector or [])
     if send:
-        _agent(_home(home))  # refuse before sweeping, not after, when no device is pinned
+        _agent(open_home(home))  # refuse before sweeping, not after, when no device is pinned
     try:
         prep = prepare(opts)
     except RunRefused as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
     err.print(f"场所 venue: {prep.profile.venue.name} ({prep.profile.venue.id}) · 接口 iface: {prep.interface.name} "
               f"{prep.probe_address} · 网段 subnets: {', '.join(map(str, prep.profile.network.subnets))}")
     for warning in prep.profile.warnings:
@@ -133,12 +114,12 @@ def run(
         try:
             watch = CarrierWatch(prep.interface.name)
         except OSError as exc:
-            _refuse(str(exc))
+            refuse(str(exc))
         try:
             obs, findings = execute(prep, opts, RunProgress(stage=on_stage, sweep=on_sweep, names=on_names),
                                     stop=watch.lost)
         except RunRefused as exc:
-            _refuse(str(exc))
+            refuse(str(exc))
         finally:
             watch.close()
         on_stage("done")
@@ -159,7 +140,7 @@ def run(
     out.print(f"输出 output: {out_dir}/findings.json, observations.json, capture.pcap, report.dsse.json "
               f"(已签名、已入发件箱 / signed, queued in the outbox)", highlight=False)
     if send:
-        _send_and_print(_home(home))
+        _send_and_print(open_home(home))
 
 
 @app.command()
@@ -172,22 +153,22 @@ def evaluate(
     try:
         obs = Observations.model_validate_json(observations.read_bytes())
     except OSError as exc:
-        _refuse(f"无法读取 / cannot read {observations}: {exc.strerror}")
+        refuse(f"无法读取 / cannot read {observations}: {exc.strerror}")
     except ValueError as exc:
-        _refuse(f"观测文件无效 / not a valid observations file: {str(exc).splitlines()[0]}")
+        refuse(f"观测文件无效 / not a valid observations file: {str(exc).splitlines()[0]}")
     try:
         prof = load_profile(profile)
         ruleset = load_ruleset()
     except ProfileError as exc:
-        _refuse(f"场所档案无效 / bad profile: {exc.problems[0] if exc.problems else exc}")
+        refuse(f"场所档案无效 / bad profile: {exc.problems[0] if exc.problems else exc}")
     except RulesError as exc:
-        _refuse(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}")
+        refuse(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}")
     from probe.evaluate import findings_document
 
     try:
         findings = evaluate_findings(obs, prof, ruleset)
     except RulesError as exc:
-        _refuse(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}")
+        refuse(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}")
     if json_out:
         json.dump(findings_document(obs, findings, ruleset), sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
@@ -227,28 +208,28 @@ def logs(
     try:
         tz = ZoneInfo(tz_name)
     except (ValueError, LookupError):  # ZoneInfoNotFoundError is a KeyError
-        _refuse(f"未知时区 / unknown time zone: {tz_name!r}")
+        refuse(f"未知时区 / unknown time zone: {tz_name!r}")
     try:
         day = date.fromisoformat(today) if today else datetime.now(tz).date()
     except ValueError:
-        _refuse(f"--today 应为 YYYY-MM-DD / --today must be YYYY-MM-DD: {today!r}")
+        refuse(f"--today 应为 YYYY-MM-DD / --today must be YYYY-MM-DD: {today!r}")
     try:
         spec = LogPath(path=str(path), name_pattern=name_pattern, recursive=recursive)
     except ValidationError as exc:
         problem = exc.errors(include_url=False, include_input=False)[0]
         words = problem.get("ctx") or {}
-        _refuse(f"--name-pattern: {words.get('zh', '无效')} / {words.get('en', problem['msg'])}")
+        refuse(f"--name-pattern: {words.get('zh', '无效')} / {words.get('en', problem['msg'])}")
     try:
         ruleset = load_ruleset()
         thresholds = ruleset.check(CHECK_ID).thresholds
         read = read_local_folder(path, spec, load_line_formats(), tz)
     except RulesError as exc:
-        _refuse(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}")
+        refuse(f"规则库无效 / bad ruleset: {'; '.join(exc.problems[:3])}")
     except LogDateError as exc:
-        _refuse(f"日志格式文件无效 / bad log formats: {str(exc).splitlines()[0]}")
+        refuse(f"日志格式文件无效 / bad log formats: {str(exc).splitlines()[0]}")
     if read.error in ("missing", "not_a_folder", "permission", "io"):
         zh, en = FOLDER_ERRORS[read.error]
-        _refuse(f"无法读取 / cannot read {path}: {zh} / {en}")
+        refuse(f"无法读取 / cannot read {path}: {zh} / {en}")
     cov = coverage(read.covered, day, int(thresholds["retention_days"]), int(thresholds["gap_allowance_days"]))
     status = Status(_LOGS_STATUS[folder_outcome(read, cov)])
     gaps = [[g.first.isoformat(), g.last.isoformat()] for g in cov.gaps]
@@ -305,15 +286,11 @@ def check_profile(profile: Annotated[Path, typer.Argument(help="场所档案 YAM
     out.print(f"档案有效 / profile OK: {prof.venue.id} {prof.venue.name}", highlight=False)
 
 
-def _home(path: Optional[Path]) -> ProbeHome:
-    return ProbeHome(path or default_home())
-
-
 def _agent(home: ProbeHome):
     try:
         return home.agent()
     except HomeError as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
 
 
 @app.command()
@@ -322,11 +299,11 @@ def keygen(
     probe_id: Annotated[Optional[str], typer.Option(help="探针编号（默认主机名）/ probe id (default: host name)")] = None,
 ) -> None:
     """生成探针签名密钥对（私钥 0600，不显示）/ Make the probe's Ed25519 key pair (private key 0600, never printed)."""
-    h = _home(home)
+    h = open_home(home)
     try:
         ident = h.keygen(probe_id)
     except HomeError as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
     out.print(f"探针 probe: {ident.probe_id}\n密钥编号 key id: {ident.key_id}\n公钥 public key: "
               f"{public_line(ident.public_key)}\n公钥文件 public key file (enroll this at the inspector device): "
               f"{h.public_key_path}\n登记码 enrollment code: {h.enrollment_code()}", highlight=False, markup=False, soft_wrap=True)
@@ -342,9 +319,9 @@ def pin_agent(
     """记录检查设备地址并固定其回执公钥 / Pin the inspector device: its URL and receipt key."""
     try:
         text = public_line(load_public_key(Path(pubkey))) if Path(pubkey).is_file() else pubkey
-        agent = _home(home).pin_agent(url, text)
+        agent = open_home(home).pin_agent(url, text)
     except (KeyFileError, HomeError) as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
     out.print(f"检查设备 agent: {agent.url} · 密钥编号 key id {agent.key_id}", highlight=False, markup=False, soft_wrap=True)
 
 
@@ -395,14 +372,14 @@ def send(
     """把发件箱中的报告发到检查设备，核验回执后移入 sent/ / Send the outbox to the inspector device; a report
     moves to sent/ only after its signed receipt is verified and stored. Exit 3 when some remain."""
     if not 1 <= attempts <= 20:
-        _refuse("--attempts 须在 1–20 之间 / --attempts must be within 1–20")
-    _send_and_print(_home(home), attempts)
+        refuse("--attempts 须在 1–20 之间 / --attempts must be within 1–20")
+    _send_and_print(open_home(home), attempts)
 
 
 @app.command()
 def outbox(home: HomeOption = None) -> None:
     """列出发件箱 / List the outbox: pending and sent reports."""
-    box = Outbox(_home(home).outbox_path)
+    box = Outbox(open_home(home).outbox_path)
     pending, sent = box.pending(), box.sent()
     for entry in pending:
         out.print(f"待发送 pending  {entry.report_id}" + (" (回执已在 receipt stored)" if entry.receipt else ""),
@@ -422,7 +399,8 @@ def version() -> None:
         out.print(f"cafe-probe {__version__} · ruleset invalid: {exc}", highlight=False)
 
 
-# Commands kept in their own modules register themselves on ``app`` when imported (one line each, below).
+# Commands kept in their own modules register themselves on ``app`` (from probe.cli_common) when imported.
+# One per line, in this order: it is the order of the commands in --help.
 from probe import cli_stage  # noqa: E402,F401
 from probe import cli_selftest  # noqa: E402,F401
 from probe import cli_hardware  # noqa: E402,F401

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from probe.cli import HomeOption, _home, _refuse, app
+from probe.cli_common import app, HomeOption, open_home, refuse
 from probe.home import HomeError
 from probe.run import DEFAULT_TZ
 
@@ -40,23 +40,23 @@ def autorun(
     from probe.autorun import Autorun, AutorunConfig
 
     if wait_timeout is not None and wait_timeout <= 0:
-        _refuse("--wait-timeout 须大于 0 / --wait-timeout must be above 0")
+        refuse("--wait-timeout 须大于 0 / --wait-timeout must be above 0")
     try:
         tz = ZoneInfo(timezone)
     except Exception:  # noqa: BLE001 - any unknown zone name is the same user error
-        _refuse(f"未知时区 / unknown time zone: {timezone}")
+        refuse(f"未知时区 / unknown time zone: {timezone}")
     try:
         profile = load_hardware(hardware)
         if leds_root is not None:
             profile = dataclasses.replace(profile, leds_root=leds_root)
         cafe_port, officer_link = resolve_ports(profile)
     except HardwareError as exc:
-        _refuse(str(exc))
-    probe_home = _home(home)
+        refuse(str(exc))
+    probe_home = open_home(home)
     try:
         probe_home.identity()
     except HomeError as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
     runner = Autorun(AutorunConfig(home=probe_home, cafe_port=cafe_port, officer_link=officer_link,
                                    leds=profile.leds, clock_tolerance=profile.clock_tolerance,
                                    hardware_name=profile.name, once=once, wait_timeout=wait_timeout, tz=tz))

@@ -16,7 +16,7 @@ import typer
 from hardware.install import InstallError, install as install_probe
 from hardware.led import PATTERN_NAMES, LedPatternError, StatusLed, load_patterns
 from hardware.profiles import PROFILE_NAMES, HardwareError, load_hardware
-from probe.cli import _refuse, app, err, out
+from probe.cli_common import app, err, out, refuse
 
 HardwareOption = Annotated[Optional[str], typer.Option(
     "--hardware", help="硬件档案：pi4、pi5、laptop 或 YAML 文件（默认 /etc/cafe-probe/hardware.yaml，否则自动识别）/ "
@@ -41,12 +41,12 @@ def install_command(
     """安装探针自动运行服务：systemd 单元、硬件档案、指示灯 udev 规则、服务用户 / Install the probe's autorun
     service: the systemd unit, the hardware profile, the LED udev rule, the service user. Safe to run again."""
     if hardware not in PROFILE_NAMES:
-        _refuse(f"未知的硬件 {hardware!r} / unknown hardware {hardware!r} (one of {', '.join(PROFILE_NAMES)})")
+        refuse(f"未知的硬件 {hardware!r} / unknown hardware {hardware!r} (one of {', '.join(PROFILE_NAMES)})")
     chosen_venv = (venv or Path(sys.prefix)).absolute()
     try:
         steps = install_probe(hardware, root=root.absolute(), venv=chosen_venv, systemctl=not no_systemctl)
     except (InstallError, OSError) as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
     for step in steps:
         _say(step.line())
     _say(f"已安装 installed: {hardware} · 服务 service cafe-probe-autorun (下次开机启动 / starts at the next boot; "
@@ -63,14 +63,14 @@ def led_command(
     """试显示指示灯模式，供技术人员核对 / Show the status LED patterns, for a technician to check them by eye.
     Exit 1 when an LED of the profile is missing or cannot be written."""
     if pattern is not None and pattern not in PATTERN_NAMES:
-        _refuse(f"未知的模式 {pattern!r} / unknown pattern {pattern!r} (one of {', '.join(PATTERN_NAMES)})")
+        refuse(f"未知的模式 {pattern!r} / unknown pattern {pattern!r} (one of {', '.join(PATTERN_NAMES)})")
     if not 0.5 <= seconds <= 600:
-        _refuse("--seconds 须在 0.5–600 之间 / --seconds must be within 0.5–600")
+        refuse("--seconds 须在 0.5–600 之间 / --seconds must be within 0.5–600")
     try:
         profile = load_hardware(hardware)
         patterns = load_patterns()
     except (HardwareError, LedPatternError) as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
     leds = profile.leds
     _say(f"硬件 hardware: {profile.name} ({profile.source}) · " + (
         " · ".join(f"{role}: {path}" for role, path in leds.items()) if leds

@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from hardware.profiles import HardwareError, load_hardware
-from hardware.selftest import ITEM_LABELS, run_selftest
-from probe.cli import HomeOption, _home, _refuse, app, out
+from probe.selftest import ITEM_LABELS, run_selftest
+from probe.cli_common import app, HomeOption, open_home, out, refuse
 
 
 @app.command()
@@ -32,8 +32,8 @@ def selftest(
     try:
         profile = load_hardware(hardware)
     except HardwareError as exc:
-        _refuse(str(exc))
-    probe_home = _home(home)
+        refuse(str(exc))
+    probe_home = open_home(home)
     items = run_selftest(probe_home, profile)
     passed = all(item.ok for item in items)
     if json_out:

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from probe.cli import HomeOption, _home, _refuse, app, out
+from probe.cli_common import app, HomeOption, open_home, out, refuse
 from probe.home import HomeError, ProbeHome
 from probe.keys import KeyFileError, load_public_key, public_line
 from probe.run import DEFAULT_TZ
@@ -99,9 +99,9 @@ def stage(
     signature, that it is for this probe, its validity window and ruleset, and pins its inspector device."""
     chosen = [x for x in (pack_file is not None, list_, remove is not None, prune) if x]
     if len(chosen) != 1:
-        _refuse("请给出任务包文件，或 --list、--remove、--prune 之一 / give a pack file, or one of --list, --remove, "
+        refuse("请给出任务包文件，或 --list、--remove、--prune 之一 / give a pack file, or one of --list, --remove, "
                 "--prune")
-    h = _home(home)
+    h = open_home(home)
     staging = Staging(h)
     if list_:
         _list(staging)
@@ -123,12 +123,12 @@ def stage(
             with open(pack_file, "rb") as fh:
                 data = fh.read(MAX_PACK_BYTES * 2 + 1)
         except OSError as exc:
-            _refuse(f"无法读取 / cannot read {pack_file}: {exc.strerror}")
+            refuse(f"无法读取 / cannot read {pack_file}: {exc.strerror}")
         pack = staging.stage(data)
         entry = next((e for e in staging.entries() if e.pack_id == pack.payload.pack_id), None)
         _show_pack(h, pack, entry)
     except (PackRefused, HomeError) as exc:
-        _refuse(f"任务包未暂存 / pack not staged: {exc}" if pack_file is not None else str(exc))
+        refuse(f"任务包未暂存 / pack not staged: {exc}" if pack_file is not None else str(exc))
 
 
 @app.command("pin-department")
@@ -145,11 +145,11 @@ def pin_department(
 ) -> None:
     """登记部门公钥：只接受其签名的任务包（可同时登记多把，用于换钥）/ Pin a department key: only packs it signed are
     staged (several may be pinned while a key is rotated)."""
-    h = _home(home)
+    h = open_home(home)
     try:
         if list_ or remove is not None:
             if pubkey is not None or name is not None or (list_ and remove is not None):
-                _refuse("--list、--remove 不与其他选项同用 / --list and --remove go alone")
+                refuse("--list、--remove 不与其他选项同用 / --list and --remove go alone")
             if remove is not None:
                 gone = h.unpin_department(remove)
                 _say(f"已移除部门公钥 / unpinned: {gone.name} · 密钥编号 key id {gone.key_id}")
@@ -160,11 +160,11 @@ def pin_department(
             _say(f"已登记 {len(pinned)} 把部门公钥 / {len(pinned)} department key(s) pinned")
             return
         if pubkey is None or name is None:
-            _refuse("需要 --pubkey 与 --name / --pubkey and --name are required")
+            refuse("需要 --pubkey 与 --name / --pubkey and --name are required")
         text = public_line(load_public_key(Path(pubkey))) if Path(pubkey).is_file() else pubkey
         pinned_one = h.pin_department(text, name)
     except (KeyFileError, HomeError) as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
     count = len(h.departments())
     _say(f"部门 department: {pinned_one.name} · 密钥编号 key id {pinned_one.key_id} · 共登记 {count} 把 / {count} "
          "key(s) pinned")
@@ -174,12 +174,12 @@ def pin_department(
 def enrollment(home: HomeOption = None) -> None:
     """显示登记码（探针编号与公钥，可做成二维码），交给部门服务器；不含私钥 / Print the enrollment code (probe id and
     public key, QR-sized) for the department server; nothing secret."""
-    h = _home(home)
+    h = open_home(home)
     try:
         code = h.enrollment_code()
         ident = h.identity()
     except HomeError as exc:
-        _refuse(str(exc))
+        refuse(str(exc))
     _say(f"登记码 enrollment code: {code}")
     _say(f"探针 probe: {ident.probe_id} · 密钥编号 key id: {ident.key_id}")
     _say(f"公钥文件 public key file: {h.public_key_path}")

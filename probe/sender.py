@@ -22,7 +22,7 @@ from probe.home import PinnedAgent
 from probe.outbox import Entry, Outbox
 from probe.report import ReportError, verify_receipt
 
-__all__ = ["SendResult", "send_outbox", "REPORTS_PATH"]
+__all__ = ["SendResult", "send_outbox", "device_client", "REPORTS_PATH"]
 
 REPORTS_PATH = "/v1/reports"
 Outcome = Literal["sent", "recovered", "refused", "unreachable", "bad_receipt", "corrupt"]
@@ -36,6 +36,16 @@ class SendResult:
     outcome: Outcome
     detail: str
     record: int | None = None
+
+
+def device_client(timeout: float) -> httpx.Client:
+    """The probe's HTTP client to the inspector device, for delivery and the clock check alike.
+
+    No proxy or certificate settings from the environment (the device is
+    reached directly over the officer link) and no redirects (the pinned
+    device answers itself or not at all).
+    """
+    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
 
 
 def _retryable(status: int) -> bool:
@@ -102,7 +112,7 @@ def send_outbox(outbox: Outbox, agent: PinnedAgent, *, attempts: int = 5, backof
     for rid in outbox.unfinished_moves():
         outbox.complete(rid)
         report(SendResult(rid, "recovered", "上次中断的移动已完成 / finished a move interrupted by a crash"))
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    with device_client(timeout) as client:
         for entry in outbox.pending():
             if entry.receipt is not None:
                 # A receipt was verified and stored before a crash: finish without resending.

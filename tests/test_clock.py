@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from hardware.clock import DeviceTimeError, _Timex, check_clock, device_offset, kernel_synchronised
+from probe.clock import DeviceTimeError, _Timex, check_clock, device_offset, kernel_synchronised
 from tests.agentkit import make_agent, served_agent, setup_agent
 
 # The device's reading is sent in microseconds; the two clock reads around a request are a few µs apart.

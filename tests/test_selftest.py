@@ -27,9 +27,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hardware.clock import check_clock
+from probe.clock import check_clock
 from hardware.profiles import HardwareProfile, load_hardware
-from hardware.selftest import ITEM_LABELS, SelfTestItem, run_selftest
+from probe.selftest import ITEM_LABELS, SelfTestItem, run_selftest
 from lab.build import running
 from probe.home import ProbeHome
 from probe.keys import load_public_key, public_line

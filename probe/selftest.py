@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hardware.clock import DEFAULT_TZ, check_clock
+from probe.clock import DEFAULT_TZ, check_clock
 from hardware.profiles import HardwareError, HardwareProfile, list_interfaces, resolve_port
 from probe.dsse import EnvelopeError, parse_envelope
 from probe.home import HomeError, ProbeHome

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from probe.observations import ClockCheck
+from probe.sender import device_client
 
 __all__ = ["DEFAULT_TZ", "DeviceTimeError", "kernel_synchronised", "device_offset", "check_clock"]
 
@@ -111,7 +112,7 @@ def device_offset(url: str, samples: int = 3, timeout: float = 2.0,
     target = url.rstrip("/") + "/v1/time"
     best: tuple[float, float] | None = None
     problem = ""
-    with httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client:
+    with device_client(timeout) as client:
         for _ in range(max(1, samples)):
             start_wall, start = now(), time.monotonic()
             try:
